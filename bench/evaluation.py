@@ -1,0 +1,134 @@
+"""Evaluation of a trial's frozen encoder: kNN, probes and geometry, one record per label fraction.
+
+The trainer calls `Evaluator.evaluate(encoder, final=...)`; everything here is inference on the
+un-augmented data (plus two fixed augmented views of the geometry subset, for alignment).
+The labelled subsets come from `split_seed`, so every loss and trial seed is scored on the same
+labelled samples.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from bench.config import TrialConfig
+from bench.data import Dataset
+from bench.data.augment import build_augment, normalize
+from bench.data.split import labelled_mask
+from bench.metrics import GEOMETRY_KEYS, geometry, knn_accuracy, train_probe
+
+# CLOA's fine-tuning heads (section 4): CIFAR-10 256-128-64, CIFAR-100 512-1024-1024.
+_FFN_DEFAULTS = {"cifar100": (512, 1024, 1024)}
+_FFN_FALLBACK = (256, 128, 64)
+
+
+def ffn_widths(cfg: TrialConfig) -> tuple[int, ...]:
+    if cfg.ffn_hidden:
+        return tuple(cfg.ffn_hidden)
+    return _FFN_DEFAULTS.get(cfg.dataset, _FFN_FALLBACK)
+
+
+@torch.no_grad()
+def embed(encoder: nn.Module, x: Tensor, dataset: Dataset, batch_size: int, amp: bool) -> tuple[Tensor, Tensor]:
+    """Backbone features h and projections z of `x` (device tensor), in float32, in chunks."""
+    hs, zs = [], []
+    for start in range(0, x.shape[0], batch_size):
+        xb = normalize(x[start : start + batch_size], dataset)
+        with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=amp):
+            h, z = encoder(xb)
+        hs.append(h.float())
+        zs.append(z.float())
+    return torch.cat(hs), torch.cat(zs)
+
+
+class Evaluator:
+    """Holds the device-resident eval data and the fixed subsets; stateless between calls."""
+
+    def __init__(self, cfg: TrialConfig, dataset: Dataset, train_x: Tensor, test_x: Tensor,
+                 device: torch.device, amp: bool) -> None:
+        self.cfg, self.dataset, self.device, self.amp = cfg, dataset, device, amp
+        self.train_x, self.test_x = train_x, test_x
+        self.train_y = dataset.train_y.to(device)
+        self.test_y = dataset.test_y.to(device)
+        self.masks = {
+            f: labelled_mask(dataset.train_y, f, cfg.split_seed).to(device)
+            for f in cfg.label_fractions
+        }
+        # A fixed subset for geometry, the same for every trial of a sweep (drawn from split_seed).
+        g = torch.Generator().manual_seed(cfg.split_seed + 7919)
+        n = train_x.shape[0]
+        self.geo_idx = torch.randperm(n, generator=g)[: min(cfg.geometry_samples, n)].to(device)
+        self.augment = build_augment(cfg.augment, dataset)
+        self.batch = max(256, cfg.batch_size)
+
+    @torch.no_grad()
+    def _geometry(self, encoder: nn.Module) -> dict[str, float]:
+        x = self.train_x[self.geo_idx]
+        y = self.train_y[self.geo_idx]
+        h, z = embed(encoder, x, self.dataset, self.batch, self.amp)
+        gen = torch.Generator(device=self.device).manual_seed(self.cfg.split_seed + 104729)
+        va, vb = self.augment(x, gen)
+        ha, za = self._embed_views(encoder, va)
+        hb, zb = self._embed_views(encoder, vb)
+        out: dict[str, float] = {}
+        for prefix, emb, a, b in (("h", h, ha, hb), ("z", z, za, zb)):
+            for key, value in geometry(emb, y, a, b).items():
+                out[f"m_{prefix}_{key}"] = value
+        return out
+
+    @torch.no_grad()
+    def _embed_views(self, encoder: nn.Module, v: Tensor) -> tuple[Tensor, Tensor]:
+        hs, zs = [], []
+        for start in range(0, v.shape[0], self.batch):
+            with torch.autocast(v.device.type, dtype=torch.bfloat16, enabled=self.amp):
+                h, z = encoder(v[start : start + self.batch])
+            hs.append(h.float())
+            zs.append(z.float())
+        return torch.cat(hs), torch.cat(zs)
+
+    @torch.no_grad()
+    def evaluate(self, encoder: nn.Module, final: bool) -> dict[float, dict[str, float]]:
+        """Metrics per label fraction; probes only when `final`."""
+        was_training = encoder.training
+        encoder.eval()
+        try:
+            h_train, _ = embed(encoder, self.train_x, self.dataset, self.batch, self.amp)
+            h_test, _ = embed(encoder, self.test_x, self.dataset, self.batch, self.amp)
+            shared = self._geometry(encoder)
+            per_fraction = {}
+            for fraction, mask in self.masks.items():
+                per_fraction[fraction] = {
+                    **shared,
+                    **self._scores(h_train[mask], self.train_y[mask], h_test, final),
+                }
+            return per_fraction
+        finally:
+            encoder.train(was_training)
+
+    def _scores(self, bank: Tensor, bank_y: Tensor, query: Tensor, final: bool) -> dict[str, float]:
+        k = self.dataset.num_classes
+        if not (torch.isfinite(bank).all() and torch.isfinite(query).all()):
+            return {}
+        top1, top5 = knn_accuracy(bank, bank_y, query, self.test_y, k,
+                                  k=self.cfg.knn_k, temperature=self.cfg.knn_temperature)
+        out = {"m_knn_top1": top1, "m_knn_top5": top5}
+        if final and self.cfg.probe_epochs > 0:
+            with torch.enable_grad():
+                for name, hidden in (("linear", ()), ("ffn", ffn_widths(self.cfg))):
+                    t1, t5 = train_probe(bank, bank_y, query, self.test_y, k, hidden=hidden,
+                                         epochs=self.cfg.probe_epochs, seed=self.cfg.seed)
+                    out[f"m_{name}_top1"], out[f"m_{name}_top5"] = t1, t5
+        return out
+
+
+EVAL_KEYS: Sequence[str] = (
+    "m_knn_top1", "m_knn_top5", "m_linear_top1", "m_linear_top5", "m_ffn_top1", "m_ffn_top5",
+    *(f"m_{p}_{k}" for p in ("h", "z") for k in GEOMETRY_KEYS),
+)
+
+
+def empty_eval() -> dict[str, float]:
+    return dict.fromkeys(EVAL_KEYS, math.nan)

@@ -1,0 +1,54 @@
+"""Optimizers (torch's SGD and AdamW, timm's LARS) and the warmup + cosine learning-rate schedule.
+
+The schedule is a pure function of the step, so a resumed trial needs no scheduler state.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from timm.optim import Lars
+from torch import nn
+
+from bench.config import TrialConfig
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Biases and norm weights (1-d tensors) get no weight decay, as in SimCLR/BYOL recipes."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim <= 1 else decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(cfg: TrialConfig, model: nn.Module) -> torch.optim.Optimizer:
+    lr = cfg.effective_lr
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
+                               nesterov=cfg.nesterov and cfg.momentum > 0,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=lr)
+    if cfg.optimizer == "lars":
+        # LARS adapts only groups with weight decay (timm's default): biases/BN are plain SGD.
+        return Lars(_param_groups(model, cfg.weight_decay), lr=lr, momentum=cfg.momentum,
+                    nesterov=cfg.nesterov and cfg.momentum > 0)
+    raise ValueError(f"config key 'optimizer' has value {cfg.optimizer!r}; use sgd, lars or adamw.")
+
+
+def lr_at(cfg: TrialConfig, step: int, steps_per_epoch: int) -> float:
+    """Learning rate at optimizer step `step` (0-based): linear warmup, then cosine to 0 or flat."""
+    base = cfg.effective_lr
+    warmup = cfg.warmup_epochs * steps_per_epoch
+    total = max(cfg.epochs * steps_per_epoch, 1)
+    if step < warmup:
+        return base * (step + 1) / warmup
+    if cfg.schedule == "constant":
+        return base
+    progress = (step - warmup) / max(total - warmup, 1)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))

@@ -1,0 +1,148 @@
+"""One trial end to end on CPU: smoke, determinism, divergence, timeout, resume, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from bench.config import ConfigError, TrialConfig
+from bench.train import prepare_trial, run_trial
+
+TIMING = {"time_s", "m_epoch_time_s", "m_images_per_s", "m_peak_mem_mb"}
+
+SYNTH = dict(
+    dataset="synthetic_subspaces",
+    dataset_params={"k": 3, "m": 3, "n_train": 512, "n_test": 256},
+    backbone="mlp", mlp_hidden=(32, 32, 32), projector=(32, 16),
+    epochs=3, batch_size=64, lr=0.05, device="cpu", probe_epochs=20, geometry_samples=256,
+    label_fractions=(0.1, 1.0),
+)
+
+
+def synth(**changes) -> TrialConfig:
+    return TrialConfig(**{**SYNTH, **changes})
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def _same(a, b) -> bool:
+    return all(
+        (x == y) or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+        for ra, rb in zip(a, b, strict=True) for (x, y) in zip(ra.values(), rb.values(), strict=True)
+    ) and [list(r) for r in a] == [list(r) for r in b]
+
+
+def test_synthetic_trial_reports_every_epoch_and_fraction():
+    seen = []
+    summary = run_trial(synth(), on_epoch=seen.append)
+    assert summary.status == "done" and summary.epochs_done == 3
+    assert len(seen) == 3 * 2 == len(summary.records)
+    assert [r["epoch"] for r in seen] == [1, 1, 2, 2, 3, 3]
+    assert [r["final"] for r in seen] == [False] * 4 + [True] * 2
+    assert seen[-1]["status"] == "done" and seen[0]["status"] == "running"
+    last = seen[-1]
+    for key in ("m_loss", "m_knn_top1", "m_linear_top1", "m_ffn_top1", "m_h_rankme", "m_z_total_var",
+                "m_h_align", "m_images_per_s", "m_grad_norm", "m_lr"):
+        assert math.isfinite(last[key]), key
+    assert 0.0 <= last["m_knn_top1"] <= 1.0
+    # probes are trained only at the end
+    assert math.isnan(seen[0]["m_linear_top1"])
+
+
+def test_digits_trial_with_a_label_using_loss_and_resnet_stem():
+    cfg = TrialConfig(dataset="digits", backbone="resnet18", projector=(64, 32), epochs=1,
+                      batch_size=128, lr=0.05, device="cpu", loss="cloa+infonce",
+                      label_fractions=(0.1,), probe_epochs=5, geometry_samples=128)
+    summary = run_trial(cfg)
+    assert summary.status == "done"
+    rec = summary.records[-1]
+    assert math.isfinite(rec["m_loss_addon"]) and rec["m_knn_top1"] > 0.15  # above chance (0.1)
+
+
+def test_same_seed_same_records():
+    a = run_trial(synth(epochs=2)).records
+    b = run_trial(synth(epochs=2)).records
+    assert _same(_strip(a), _strip(b))
+    c = run_trial(synth(epochs=2, seed=1)).records
+    assert not _same(_strip(a), _strip(c))
+
+
+def test_absurd_lr_diverges_with_a_final_record():
+    summary = run_trial(synth(lr=1e12, epochs=4, loss="vicreg"))
+    assert summary.status == "diverged"
+    last = summary.records[-1]
+    assert last["final"] and last["status"] == "diverged"
+    assert math.isnan(last["m_knn_top1"])
+
+
+def test_time_budget_gives_timeout():
+    summary = run_trial(synth(epochs=200, time_budget_s=0.5))
+    assert summary.status == "timeout"
+    assert summary.records[-1]["final"] and summary.epochs_done < 200
+    assert math.isfinite(summary.records[-1]["m_knn_top1"])  # still evaluated
+
+
+def test_resume_from_a_checkpoint_continues_exactly():
+    full = run_trial(synth(epochs=3)).records
+    states = []
+    run_trial(synth(epochs=3), on_checkpoint=states.append)
+    assert [s["epoch"] for s in states] == [1, 2, 3]
+    state = torch.load(_roundtrip(states[0]), weights_only=False)
+    resumed = run_trial(synth(epochs=3), resume_state=state).records
+    assert [r["epoch"] for r in resumed] == [2, 2, 3, 3]
+    assert _same(_strip(resumed), _strip(full[2:]))
+
+
+def _roundtrip(state):
+    import io
+
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    buf.seek(0)
+    return buf
+
+
+def test_resume_state_of_another_config_is_refused():
+    states = []
+    run_trial(synth(epochs=1), on_checkpoint=states.append)
+    with pytest.raises(ValueError, match="different trial"):
+        prepare_trial(synth(epochs=1, lr=0.2), resume_state=states[0])
+
+
+def test_batch_larger_than_training_set_is_bad_input():
+    with pytest.raises(ValueError, match="batch_size"):
+        prepare_trial(synth(batch_size=100_000))
+
+
+@pytest.mark.parametrize(
+    ("changes", "key"),
+    [({"label_fractions": (0.0,)}, "label_fraction"), ({"label_fractions": (1.5,)}, "label_fraction"),
+     ({"lr": -1.0}, "lr"), ({"optimizer": "adam9"}, "optimizer"), ({"batch_size": 1}, "batch_size")],
+)
+def test_bad_config_values_name_the_key(changes, key):
+    with pytest.raises(ConfigError, match=key):
+        synth(**changes)
+
+
+def test_cli_run_writes_json_and_rejects_bad_input(tmp_path, capsys):
+    from bench.cli import main
+
+    out = tmp_path / "r.json"
+    rc = main(["run", "dataset=synthetic_subspaces", "backbone=mlp", "mlp_hidden=[16,16]",
+               "projector=[16,8]", "epochs=1", "batch_size=32", "probe_epochs=2",
+               "geometry_samples=64", "dataset_params.n_train=128", "dataset_params.n_test=64",
+               "--device", "cpu", "--json", str(out)])
+    assert rc == 0
+    payload = json.loads(out.read_text())
+    assert payload["status"] == "done" and len(payload["records"]) == 1
+    assert "epoch   1" in capsys.readouterr().out
+    assert main(["run", "--dataset", "imagenet42", "--device", "cpu"]) == 2
+    assert "imagenet42" in capsys.readouterr().err
+    assert main(["run", "label_fraction=2", "--device", "cpu"]) == 2
+    assert main(["run", "--loss", "infonse", "--device", "cpu"]) == 2
+    assert "infonce" in capsys.readouterr().err

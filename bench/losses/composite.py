@@ -1,0 +1,124 @@
+"""Add-on terms and their composition with a base loss: ``"ADDON+BASE"``.
+
+``build_loss("cloa+infonce", num_classes=10, dim=128, seed=0)`` returns a :class:`CompositeLoss`
+whose forward is ``base(z1, z2, labels) + addon_weight * addon(z1, z2, labels)``. The add-on
+terms (``cloa``, ``clop``) subclass :class:`AddonTerm`, which owns the fixed orthonormal targets.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from bench.losses.base import check_range, checked_forward
+
+
+def check_target_shape(loss: str, num_classes: Any, dim: Any) -> None:
+    """Raise a clear ValueError unless ``1 <= num_classes <= dim`` are ints."""
+    for arg, value in (("num_classes", num_classes), ("dim", dim)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(
+                f"loss {loss!r} needs {arg} as a positive int (the dataset's number of "
+                f"classes and the embedding dimension), got {arg}={value!r}."
+            )
+    if num_classes > dim:
+        raise ValueError(
+            f"loss {loss!r} needs one orthonormal target per class in the embedding "
+            f"space, so num_classes ({num_classes}) must be <= dim ({dim})."
+        )
+
+
+def orthonormal_targets(num_classes: int, dim: int, seed: int = 0) -> Tensor:
+    """``(num_classes, dim)`` float32 rows that are unit norm and mutually orthogonal.
+
+    QR of a ``(dim, num_classes)`` standard Gaussian matrix drawn from ``torch.Generator``
+    seeded with ``seed`` (float64 on CPU, so the same seed gives the same targets everywhere);
+    signs fixed by ``diag(R) > 0`` so the factorisation is unique.
+    """
+    check_target_shape("targets", num_classes, dim)
+    g = torch.Generator().manual_seed(int(seed))
+    q, r = torch.linalg.qr(torch.randn(dim, num_classes, generator=g, dtype=torch.float64))
+    q = q * torch.where(torch.diagonal(r) < 0, -1.0, 1.0)
+    return q.T.contiguous().float()
+
+
+class AddonTerm(nn.Module):
+    """Base class of a label-guided add-on term with fixed orthonormal class targets.
+
+    Args:
+        num_classes: number of classes K of the dataset (not of the batch).
+        dim: embedding dimension d; K <= d.
+        seed: seed of the targets (the trial seed).
+
+    Attributes:
+        targets: buffer ``(K, d)``, one unit vector per class, mutually orthonormal.
+    """
+
+    targets: Tensor
+
+    def __init__(self, num_classes: int, dim: int, seed: int = 0) -> None:
+        super().__init__()
+        self.register_buffer("targets", orthonormal_targets(num_classes, dim, seed))
+        self.last_terms: dict[str, Tensor] = {}
+
+    def target_cosines(
+        self, z1: Tensor, z2: Tensor, labels: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """``cos(z, c_y)`` of all 2B embeddings ``cat(z1, z2)`` and a 0/1 labelled mask, ``(2B,)``.
+
+        Unlabelled rows get cosine 0 and mask 0, so masked sums are exactly 0 without labels.
+        """
+        k, d = self.targets.shape
+        if z1.shape[1] != d:
+            raise ValueError(
+                f"the add-on was built for dim={d} but z1 and z2 have {z1.shape[1]} "
+                "columns; pass the embedding dimension as dim."
+            )
+        b = z1.shape[0]
+        if labels is None:
+            labels = torch.full((b,), -1, dtype=torch.long, device=z1.device)
+        elif int(labels.max()) >= k:
+            raise ValueError(
+                f"labels must be in -1..{k - 1} (num_classes={k}), got a label {int(labels.max())}."
+            )
+        y = torch.cat([labels, labels])
+        mask = (y >= 0).to(z1.dtype)
+        c = self.targets.to(z1.dtype)[y.clamp(min=0)]
+        cos = (F.normalize(torch.cat([z1, z2]), dim=1) * c).sum(1) * mask
+        return cos, mask
+
+
+class CompositeLoss(nn.Module):
+    """``base(z1, z2, labels) + addon_weight * addon(z1, z2, labels)``.
+
+    ``last_terms`` holds the base's own terms plus ``"base"`` (the base loss) and ``"addon"``
+    (the unweighted add-on term).
+
+    Args:
+        base: the base loss module.
+        addon: the add-on term module.
+        addon_weight: non-negative weight of the add-on term (default 1).
+        name: the composite's registry name, for error messages.
+    """
+
+    def __init__(
+        self, base: nn.Module, addon: nn.Module, addon_weight: float = 1.0, name: str = "composite"
+    ) -> None:
+        super().__init__()
+        self.base, self.addon, self.name = base, addon, name
+        self.addon_weight = check_range(name, "addon_weight", addon_weight, ge=0)
+        self.last_terms: dict[str, Tensor] = {}
+
+    @checked_forward
+    def forward(self, z1: Tensor, z2: Tensor, labels: Tensor | None = None) -> Tensor:
+        base = self.base(z1, z2, labels)
+        addon = self.addon(z1, z2, labels)
+        self.last_terms = {
+            **getattr(self.base, "last_terms", {}),
+            "base": base.detach(),
+            "addon": addon.detach(),
+        }
+        return base + self.addon_weight * addon

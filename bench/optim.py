@@ -8,7 +8,6 @@ from __future__ import annotations
 import math
 
 import torch
-from timm.optim import Lars
 from torch import nn
 
 from bench.config import TrialConfig
@@ -36,6 +35,9 @@ def build_optimizer(cfg: TrialConfig, model: nn.Module) -> torch.optim.Optimizer
         return torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=lr)
     if cfg.optimizer == "lars":
         # LARS adapts only groups with weight decay (timm's default): biases/BN are plain SGD.
+        # Imported here: timm takes seconds to import, and every new Ray worker would pay it.
+        from timm.optim import Lars
+
         return Lars(_param_groups(model, cfg.weight_decay), lr=lr, momentum=cfg.momentum,
                     nesterov=cfg.nesterov and cfg.momentum > 0)
     raise ValueError(f"config key 'optimizer' has value {cfg.optimizer!r}; use sgd, lars or adamw.")

@@ -1,0 +1,299 @@
+"""Sweeps on Ray Tune end to end (bench/sweep.py, `bench sweep`, `bench results`).
+
+Tiny `synthetic_subspaces` trials (an MLP of width 32, 3 epochs) so that Ray's own start-up
+dominates. One local Ray instance serves the in-process sweep tests; the two-node test starts a
+`ray.cluster_utils.Cluster`; the crash test runs `bench sweep` in subprocesses.
+
+Test hook: `BENCH_FAIL_ONCE=<dir>` (read by the sweep driver) makes the trial whose id names a
+file in `<dir>` raise once, right after reporting the epoch written in that file; the file is
+deleted first, so the retry must resume from the checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from bench.cli import main
+from bench.space import expand, parse_space
+from bench.store import read_results, read_sweep_meta
+
+pytestmark = pytest.mark.ray
+
+TINY_BASE = {
+    "dataset": "synthetic_subspaces",
+    "dataset_params": {"n_train": 256, "n_test": 128},
+    "backbone": "mlp",
+    "mlp_hidden": [32, 32],
+    "projector": [32, 16],
+    "epochs": 3,
+    "batch_size": 64,
+    "probe_epochs": 5,
+    "geometry_samples": 128,
+    "knn_k": 20,
+    "device": "cpu",
+}
+
+
+def tiny_space(name: str, grid: dict, base: dict | None = None, **extra):
+    return parse_space(
+        {
+            "name": name,
+            "base": {**TINY_BASE, **(base or {})},
+            "grid": grid,
+            "resources": {"cpu": 1},
+            "retries": 1,
+            **extra,
+        },
+        source=f"{name}.yaml",
+    )
+
+
+def one_row_per_key(df) -> bool:
+    return not df.duplicated(["sweep_id", "trial_id", "epoch", "label_fraction"]).any()
+
+
+def shutdown_ray() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+# --- one sweep on an embedded local Ray: retries, divergence, compaction -------------------------
+
+
+@pytest.fixture(scope="module")
+def local_sweep(tmp_path_factory):
+    """A 4-trial sweep: two learning rates (1e30 diverges at once) x two losses, both label
+    fractions in one trial (CLOA's term capped at 10% of the labels); the first trial fails once
+    after epoch 2."""
+    import ray
+
+    from bench.sweep import FAIL_ONCE_ENV, run_sweep
+
+    tmp = tmp_path_factory.mktemp("local")
+    space = tiny_space(
+        "local",
+        {"loss": ["infonce", "cloa+infonce"], "lr": [0.05, 1e30], "label_fraction": [0.1, 1.0]},
+        base={"pretrain_label_fraction": 0.1},
+    )
+    trials = expand(space)
+    flaky = next(t for t in trials if t.loss == "infonce" and t.lr == 0.05)
+    fail_dir = tmp / "fail_once"
+    fail_dir.mkdir()
+    (fail_dir / flaky.trial_id()).write_text("2")
+    shutdown_ray()
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+    )
+    os.environ[FAIL_ONCE_ENV] = str(fail_dir)
+    try:
+        outcome = run_sweep(space, storage=str(tmp / "results"), progress_every=0)
+    finally:
+        del os.environ[FAIL_ONCE_ENV]
+        ray.shutdown()
+    return {
+        "space": space,
+        "trials": trials,
+        "flaky": flaky,
+        "fail_dir": fail_dir,
+        "storage": tmp / "results",
+        "outcome": outcome,
+    }
+
+
+def test_local_sweep_succeeds_with_diverged_trials_recorded(local_sweep):
+    outcome = local_sweep["outcome"]
+    assert outcome.exit_code == 0, outcome.report()
+    states = {t.trial_id: t.state for t in outcome.trials}
+    assert len(states) == 4
+    for t in local_sweep["trials"]:
+        assert states[t.trial_id()] == ("diverged" if t.lr == 1e30 else "done")
+    df = read_results(local_sweep["storage"])
+    assert one_row_per_key(df)
+    assert set(df["trial_id"]) == set(states)
+    diverged = df[df["p_lr"] == 1e30]
+    last = diverged.sort_values("epoch").groupby(["trial_id", "label_fraction"]).tail(1)
+    assert (last["status"] == "diverged").all() and last["final"].all()
+    done = df[df["p_lr"] == 0.05]
+    # label fractions grouped: each finished trial has 3 epochs x 2 fractions
+    assert sorted(done.groupby("trial_id").size()) == [6, 6]
+    assert set(done["label_fraction"]) == {0.1, 1.0}
+
+
+def test_failed_attempt_is_retried_from_its_checkpoint_without_duplicates(local_sweep):
+    flaky = local_sweep["flaky"]
+    assert not any(local_sweep["fail_dir"].iterdir()), "the injected failure never fired"
+    df = read_results(local_sweep["storage"])
+    rows = df[df["trial_id"] == flaky.trial_id()].sort_values(["epoch", "label_fraction"])
+    assert list(rows["epoch"]) == [1, 1, 2, 2, 3, 3]  # one row per (epoch, label fraction)
+    # Epochs 1-2 come from the first attempt, epoch 3 from the retry: it resumed at the
+    # checkpoint of epoch 2 instead of starting over (which would rewrite epochs 1-2 as attempt 1).
+    assert list(rows["attempt"]) == [0, 0, 0, 0, 1, 1]
+    assert rows["status"].iloc[-1] == "done"
+
+
+def test_fragments_are_compacted_and_sweep_metadata_written(local_sweep):
+    sweep_dir = Path(local_sweep["outcome"].sweep_dir)
+    assert sorted(p.stem for p in (sweep_dir / "trials").glob("*.parquet")) == sorted(
+        t.trial_id() for t in local_sweep["trials"]
+    )
+    assert not list((sweep_dir / "fragments").rglob("*.parquet"))
+    meta = read_sweep_meta(local_sweep["storage"], local_sweep["outcome"].sweep_id)
+    assert meta["n_trials"] == 4 and len(meta["trials"]) == 4
+    assert (sweep_dir / "_ray").is_dir()  # Ray's experiment state lives beside the results
+    # finished trials keep no resumable state
+    assert not list((sweep_dir / "_checkpoints").glob("*.pt"))
+
+
+def test_rerun_without_resume_refuses_to_mix_results(local_sweep):
+    from bench.sweep import SweepExistsError, run_sweep
+
+    with pytest.raises(SweepExistsError, match="--resume"):
+        run_sweep(local_sweep["space"], storage=str(local_sweep["storage"]), progress_every=0)
+
+
+def test_bench_results_skips_a_truncated_fragment_with_a_warning(local_sweep, capsys):
+    sweep_dir = Path(local_sweep["outcome"].sweep_dir)
+    good = next((sweep_dir / "trials").glob("*.parquet"))
+    bad_dir = sweep_dir / "fragments" / f"trial={good.stem}"
+    bad_dir.mkdir(parents=True)
+    bad = bad_dir / "00009-0-deadbeef.parquet"
+    data = good.read_bytes()
+    bad.write_bytes(data[: len(data) // 2])  # a torn write: no footer
+    try:
+        assert main(["results", str(local_sweep["storage"])]) == 0
+        out, err = capsys.readouterr()
+        assert "warning" in err and bad.name in err
+        assert "cloa+infonce" in out and "infonce" in out
+    finally:
+        bad.unlink()
+
+
+# --- two Ray nodes on this machine ------------------------------------------------------------
+
+
+def test_trials_land_on_both_nodes_of_a_two_node_cluster(tmp_path):
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from bench.sweep import run_sweep
+
+    shutdown_ray()
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        cluster.add_node(num_cpus=1)
+        cluster.wait_for_nodes()
+        ray.init(address=cluster.address, log_to_driver=False, logging_level=logging.WARNING)
+        space = tiny_space("nodes", {"loss": ["infonce", "vicreg"], "seed": [0, 1]})
+        outcome = run_sweep(space, storage=str(tmp_path), progress_every=0)
+        node_ids = {n["NodeID"] for n in ray.nodes() if n["Alive"]}
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+    assert outcome.exit_code == 0, outcome.report()
+    used = {t.node_id for t in outcome.trials}
+    assert len(node_ids) == 2 and used == node_ids  # every trial ran, on both nodes
+    df = read_results(tmp_path)
+    assert one_row_per_key(df) and len(df) == 4 * 3  # 4 trials x 3 epochs x 1 fraction
+
+
+# --- the driver killed with SIGKILL, then --resume ---------------------------------------------
+
+
+def test_sweep_killed_mid_way_resumes_to_exactly_one_row_per_key(tmp_path):
+    shutdown_ray()
+    space_file = tmp_path / "killed.yaml"
+    space_file.write_text(
+        yaml.safe_dump(
+            {
+                "name": "killed",
+                "base": TINY_BASE,
+                "resources": {"cpu": 1},
+                "retries": 1,
+                "grid": {
+                    "loss": ["infonce", "supcon"],
+                    "lr": [0.01, 0.1],
+                    "label_fraction": [0.1, 1.0],
+                },
+            }
+        )
+    )
+    storage = tmp_path / "results"
+    cmd = [
+        sys.executable,
+        "-m",
+        "bench.cli",
+        "sweep",
+        str(space_file),
+        "--storage",
+        str(storage),
+        "--progress-every",
+        "0",
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 180
+    while not list(storage.glob("*/fragments/*/*.parquet")):
+        assert proc.poll() is None, f"the sweep ended before any result: {proc.stdout.read()}"
+        assert time.monotonic() < deadline, "no result fragment within 180 s"
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)  # the driver only: its Ray processes die with it
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+
+    again = subprocess.run(cmd, capture_output=True, text=True)
+    assert again.returncode == 2 and "--resume" in again.stderr  # never mixes silently
+
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "6 trials (6 done)" in resumed.stdout
+    df = read_results(storage)
+    assert one_row_per_key(df)
+    last = df.sort_values("epoch").groupby("trial_id").tail(1)
+    assert len(last) == 6 and set(last["status"]) == {"done"}
+    # infonce: 2 trials x 3 epochs x 2 fractions; supcon: 4 trials x 3 epochs x 1 fraction
+    assert len(df) == 2 * 3 * 2 + 4 * 3
+
+
+# --- a fractional GPU share (skipped without CUDA) ----------------------------------------------
+
+
+@pytest.mark.gpu
+def test_two_trials_share_one_gpu(tmp_path):
+    import ray
+    import torch
+
+    from bench.sweep import run_sweep
+
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    shutdown_ray()
+    ray.init(
+        num_cpus=2,
+        num_gpus=1,
+        include_dashboard=False,
+        log_to_driver=False,
+        logging_level=logging.WARNING,
+    )
+    try:
+        space = tiny_space(
+            "gpu", {"seed": [0, 1]}, base={"device": "cuda"}, resources={"cpu": 1, "gpu": 0.5}
+        )
+        outcome = run_sweep(space, storage=str(tmp_path), progress_every=0)
+    finally:
+        ray.shutdown()
+    assert outcome.exit_code == 0, outcome.report()
+    df = read_results(tmp_path)
+    assert one_row_per_key(df) and len(df) == 2 * 3
+    assert (df["device_name"] == torch.cuda.get_device_name()).all()

@@ -19,8 +19,13 @@ test: $(STAMP)
 	$(BIN)/ruff check bench tests benchmarks
 	$(BIN)/python -m pytest -q
 
+# The demo sweep writes to results/demo/<sweep_id>/ (--resume: a rerun continues or returns at
+# once), then the report of that sweep goes to reports/demo/.
+DEMO_SPACE := search_spaces/demo.yaml
 demo: $(STAMP)
-	$(BIN)/bench losses
+	$(BIN)/bench sweep $(DEMO_SPACE) --storage results/demo --resume
+	$(BIN)/bench results results/demo --sweep-id $$($(BIN)/bench sweep $(DEMO_SPACE) --print-id)
+	$(BIN)/bench report results/demo --sweep-id $$($(BIN)/bench sweep $(DEMO_SPACE) --print-id) --out reports/demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench tests benchmarks

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="a results root (holding sweep directories), one sweep directory, or a "
         "pyarrow filesystem URI such as s3://bucket/prefix",
     )
-    p.add_argument("--sweep", metavar="SWEEP_ID", help="only this sweep")
+    p.add_argument("--sweep-id", metavar="SWEEP_ID", help="only this sweep")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
         warnings.simplefilter("always", StoreWarning)
         try:
             df = read_results(
-                args.path, args.sweep, columns=["status", "final", "m_knn_top1", "m_linear_top1"]
+                args.path, args.sweep_id, columns=["status", "final", "m_knn_top1", "m_linear_top1"]
             )
         except StoreError as exc:
             raise UsageError(str(exc)) from None

@@ -24,6 +24,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="print the grid, the number of trials and what grouping saved; run nothing",
     )
     p.add_argument(
+        "--print-id",
+        action="store_true",
+        help="print only the sweep id (for scripts: bench report RESULTS --sweep-id ...)",
+    )
+    p.add_argument(
         "--storage",
         metavar="PATH|URI",
         help="results root: a local path or a pyarrow filesystem URI such as "
@@ -74,6 +79,9 @@ def run(args: argparse.Namespace) -> int:
     for warning in space.warnings:
         print(f"bench: warning: {warning}", file=sys.stderr)
     trials = expand(space)
+    if args.print_id:
+        print(space.sweep_id)
+        return 0
     if args.dry_run:
         print(describe(space, trials))
         return 0

@@ -1,0 +1,121 @@
+"""index.html in headless Chromium (Debian's `chromium`, installed here when missing).
+
+Driven over the DevTools protocol pipe (chromium_cdp.py): no chromedriver, no extra packages.
+The page shows two hostile loss names a plugin could choose: `<script>alert(1)</script>` (must
+be text, never run) and `in$fo` (a `$` must not break matplotlib's mathtext).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from chromium_cdp import Browser
+
+from bench.report.render import render_report
+
+pytestmark = pytest.mark.browser
+EVIL = "<script>alert(1)</script>"
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Path of Chromium; installs Debian's package (as root, like CI) when it is missing."""
+    found = shutil.which("chromium") or (CHROMIUM if os.path.exists(CHROMIUM) else None)
+    if found:
+        return found
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", "chromium"]):
+            subprocess.run(cmd, check=True, capture_output=True, timeout=900, env=env)
+    except (OSError, subprocess.SubprocessError) as err:
+        pytest.skip(f"chromium is missing and could not be installed: {err}")
+    return CHROMIUM
+
+
+@pytest.fixture(scope="module")
+def page(chromium: str, golden_rows: pd.DataFrame, tmp_path_factory: pytest.TempPathFactory):
+    rows = golden_rows.copy()
+    rows.loc[rows["loss"] == "vicreg", ["loss", "base_loss"]] = EVIL
+    for col in ("loss", "base_loss"):
+        rows[col] = rows[col].str.replace("infonce", "in$fo", regex=False)
+    root = tmp_path_factory.mktemp("browser")
+    out = render_report(rows, root / "report")
+    browser = Browser(chromium, root / "profile")
+    try:
+        browser.open((out / "index.html").resolve().as_uri())
+        yield browser, out
+    finally:
+        browser.close()
+
+
+def test_page_loads_without_errors_or_dialogs(page) -> None:
+    browser, _ = page
+    assert browser.evaluate("document.title").startswith("Stability report: golden")
+    assert browser.errors() == []
+    assert not [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("L"), dtype=float)
+
+
+def test_plots_render(page) -> None:
+    browser, out = page
+    widths = browser.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
+    assert len(widths) == 5 and all(w > 100 for w in widths)
+    browser.evaluate("document.getElementById('fig-accuracy_vs_lr').scrollIntoView()")
+    shot = browser.screenshot()
+    (out.parent / "screenshot-figures.png").write_bytes(shot)
+    pixels = _pixels(shot)
+    assert pixels.std() > 20  # a blank or failed image is flat
+    assert (pixels < 128).mean() > 0.005  # lines and text drawn, not only light fills
+
+
+def _column(browser: Browser, index: int) -> list[str]:
+    return browser.evaluate(
+        "Array.from(document.querySelectorAll('#leaderboard-table tbody tr'))"
+        f".map(r => r.cells[{index}].getAttribute('data-v'))")
+
+
+def test_leaderboard_sorts_on_header_click(page) -> None:
+    browser, _ = page
+    heads = browser.evaluate(
+        "Array.from(document.querySelectorAll('#leaderboard-table th')).map(h => h.textContent)")
+    col = heads.index("worst")
+    before = [float(v) for v in _column(browser, col)]
+    assert before != sorted(before)  # rank order is not worst order in the golden sweep
+    click = f"document.querySelectorAll('#leaderboard-table th')[{col}].click()"
+    browser.evaluate(click)
+    assert [float(v) for v in _column(browser, col)] == sorted(before)
+    browser.evaluate(click)
+    assert [float(v) for v in _column(browser, col)] == sorted(before, reverse=True)
+    name = heads.index("loss")
+    browser.evaluate(f"document.querySelectorAll('#leaderboard-table th')[{name}].click()")
+    names = _column(browser, name)
+    assert names == sorted(names)
+
+
+def test_hostile_loss_name_shows_as_text(page) -> None:
+    browser, _ = page
+    text = browser.evaluate("document.getElementById('leaderboard-table').innerText")
+    assert EVIL in text and "in$fo" in text
+    assert browser.evaluate("document.scripts.length") == 1  # only the page's own script
+    assert browser.evaluate("typeof window.alert") == "function"
+
+
+def test_page_screenshot_for_people(page) -> None:
+    """The top of the page: kept beside the report for a person to look at."""
+    browser, out = page
+    browser.evaluate("window.scrollTo(0, 0)")
+    shot = browser.screenshot()
+    (out.parent / "screenshot-top.png").write_bytes(shot)
+    assert _pixels(shot).std() > 20

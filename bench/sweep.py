@@ -246,8 +246,10 @@ class _Stateless:
         self.__dict__.update(state)
 
 
-def _make_callbacks(storage: str, sweep_id: str, progress_every: float) -> list[tune.Callback]:
-    return [StoreCallback(storage, sweep_id), ProgressCallback(progress_every)]
+def _make_callbacks(storage: str, sweep_id: str, progress_every: float,
+                    trials: Sequence[TrialConfig] = ()) -> list[tune.Callback]:
+    planned = [t.epochs for t in trials]
+    return [StoreCallback(storage, sweep_id), ProgressCallback(progress_every, planned)]
 
 
 class StoreCallback(_Stateless, tune.Callback):
@@ -330,8 +332,11 @@ class ProgressCallback(_Stateless, tune.Callback):
 
     _transient = ("_t0", "_last", "_base")
 
-    def __init__(self, every: float) -> None:
+    def __init__(self, every: float, planned_epochs: Sequence[int] = ()) -> None:
         self.every = every
+        # Tune creates trial objects lazily (200 pending at a time), so the sweep's own trial
+        # list is what the totals count; trials Tune has not created yet are pending.
+        self.planned_epochs = list(planned_epochs)
 
     def setup(self, **info: Any) -> None:
         self._t0 = self._last = time.monotonic()
@@ -373,6 +378,9 @@ class ProgressCallback(_Stateless, tune.Callback):
             total += n
             ended = state in ("done", "diverged", "timeout", "error")
             done_epochs += n if ended else min(n, (t.last_result or {}).get("epoch", 0) or 0)
+        unseen = self.planned_epochs[len(trials):]
+        counts["pending"] += len(unseen)
+        total += sum(unseen)
         if self._base is None:
             self._base = done_epochs
         elapsed = now - self._t0
@@ -380,7 +388,8 @@ class ProgressCallback(_Stateless, tune.Callback):
         eta = _clock((total - done_epochs) / rate) if rate > 0 else "--:--"
         finished = counts["done"] + counts["diverged"] + counts["timeout"] + counts["error"]
         return (
-            f"[{_clock(elapsed)}] {finished}/{len(trials)} trials finished: "
+            f"[{_clock(elapsed)}] {finished}/{max(len(trials), len(self.planned_epochs))} "
+            "trials finished: "
             f"{counts['done']} done, {counts['diverged']} diverged, {counts['timeout']} timeout, "
             f"{counts['error']} error | {counts['running']} running, {counts['pending']} pending"
             f" | ETA {eta}"
@@ -613,7 +622,7 @@ def _tuner(
         run_config=tune.RunConfig(
             name=sid, storage_path=ray_storage, verbose=0,
             failure_config=tune.FailureConfig(max_failures=space.retries),
-            callbacks=_make_callbacks(storage, sid, progress_every),
+            callbacks=_make_callbacks(storage, sid, progress_every, trials),
         ),
     )  # fmt: skip
 

@@ -1,0 +1,53 @@
+"""The results store: the only Parquet writer and reader (no torch, no Ray).
+
+One long table, one row per (trial, epoch, label_fraction), declared once as `SCHEMA`
+(DESIGN "Results store"; reference/ray-and-storage.md section D). Writing: `FragmentWriter`
+publishes each reported result as a small immutable fragment and compacts a trial's fragments
+when it ends. Reading: `read_results(path) -> DataFrame`, deduplicated. Modules: `schema` (the
+columns), `rows` (trainer records -> rows, provenance), `layout` (paths, atomic publishing, sweep
+metadata), `writer`, `reader`, `dedup`, `summary` (`bench results`).
+"""
+
+from bench.store.errors import StoreError, StoreWarning
+from bench.store.layout import read_sweep_meta, resolve_storage, write_sweep_meta
+from bench.store.reader import expand_extra, read_results
+from bench.store.rows import make_rows, provenance, split_loss
+from bench.store.schema import (
+    DEDUP_KEYS,
+    GEOMETRY_KEYS,
+    METRIC_COLUMNS,
+    PARAM_COLUMNS,
+    SCHEMA,
+    SCHEMA_VERSION,
+    SORT_KEYS,
+    STATUSES,
+    conform,
+)
+from bench.store.summary import format_summary, results_main, summarize
+from bench.store.writer import FragmentWriter
+
+__all__ = [
+    "DEDUP_KEYS",
+    "GEOMETRY_KEYS",
+    "METRIC_COLUMNS",
+    "PARAM_COLUMNS",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "SORT_KEYS",
+    "STATUSES",
+    "FragmentWriter",
+    "StoreError",
+    "StoreWarning",
+    "conform",
+    "expand_extra",
+    "format_summary",
+    "make_rows",
+    "provenance",
+    "read_results",
+    "read_sweep_meta",
+    "resolve_storage",
+    "results_main",
+    "split_loss",
+    "summarize",
+    "write_sweep_meta",
+]

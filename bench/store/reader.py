@@ -1,0 +1,185 @@
+"""`read_results(path) -> DataFrame`: the only reader of the results store.
+
+Reads every sweep's compacted trial files and not-yet-compacted fragments with the explicit
+`SCHEMA` (columns a file lacks read as nulls: schema evolution, reference/ray-and-storage.md
+D.3), skips an unreadable file with a `StoreWarning` naming it, and dedups (`dedup.py`).
+Files are read one by one (on a thread pool) rather than as one `pyarrow.dataset` scan: equally
+fast on small files here, and one bad file then costs a warning instead of failing the scan.
+Reading thousands of tiny files is still ~50x slower than one big file (reference/
+performance.md §6), which is why trials are compacted when they end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+from bench.store.dedup import dedup
+from bench.store.errors import StoreError, StoreWarning
+from bench.store.layout import (
+    FRAGMENTS,
+    SWEEP_META,
+    TRIALS,
+    is_visible,
+    join,
+    list_files,
+    resolve_storage,
+)
+from bench.store.schema import DEDUP_KEYS, SCHEMA, SORT_KEYS, cast_to
+
+_READ_ERRORS = (pa.ArrowException, OSError, ValueError)
+_NEEDED = (*DEDUP_KEYS, *SORT_KEYS, "attempt", "written_at")
+_THREADS = 8
+
+
+class _Vanished(Exception):
+    """A listed file was deleted before it was read (a compaction finished meanwhile)."""
+
+
+def _read_one(fs: pafs.FileSystem, path: str, schema: pa.Schema) -> pa.Table:
+    with fs.open_input_file(path) as source:
+        parquet = pq.ParquetFile(source)
+        present = set(parquet.schema_arrow.names)
+        table = parquet.read(columns=[n for n in schema.names if n in present], use_threads=False)
+    return cast_to(table, schema)
+
+
+def read_tables(
+    fs: pafs.FileSystem, paths: Sequence[str], columns: Sequence[str] | None = None
+) -> tuple[pa.Table, list[str]]:
+    """Concatenate `paths` read with SCHEMA (or its `columns`); returns (table, paths read).
+
+    Files are read one per task on a thread pool (decoding releases the GIL; on object stores
+    the threads overlap request latency), so an unreadable file is skipped with a StoreWarning
+    without failing the others. A file that vanished since listing raises `_Vanished`.
+    """
+    schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
+    if not paths:
+        return schema.empty_table(), []
+
+    def read(path: str) -> pa.Table | Exception:
+        try:
+            return _read_one(fs, path, schema)
+        except _READ_ERRORS as err:
+            return err
+
+    with ThreadPoolExecutor(max_workers=min(_THREADS, len(paths))) as pool:
+        results = list(pool.map(read, paths))
+    tables, good = [], []
+    for path, result in zip(paths, results):
+        if isinstance(result, FileNotFoundError):
+            raise _Vanished(path) from result
+        if isinstance(result, Exception):
+            warnings.warn(
+                f"skipping unreadable results file {path}: {result}", StoreWarning, stacklevel=3
+            )
+            continue
+        tables.append(result)
+        good.append(path)
+    if not tables:
+        return schema.empty_table(), good
+    # Concatenate in the readers' sort order of each file's first row: a compacted file is one
+    # sorted trial, so a compacted sweep comes out already sorted and dedup need not reorder it.
+    tables.sort(key=_first_row_key)
+    return pa.concat_tables(tables), good
+
+
+def _first_row_key(table: pa.Table) -> tuple:
+    if table.num_rows == 0:
+        return ()
+    values = [table.column(k)[0].as_py() for k in SORT_KEYS]
+    return tuple((v is not None, v if v is not None else 0) for v in values)
+
+
+def _is_sweep_dir(fs: pafs.FileSystem, path: str) -> bool:
+    infos = fs.get_file_info([join(path, FRAGMENTS), join(path, TRIALS), join(path, SWEEP_META)])
+    return any(i.type != pafs.FileType.NotFound for i in infos)
+
+
+def _sweep_dirs(fs: pafs.FileSystem, path: str, sweep_id: str | None, shown: str) -> list[str]:
+    if fs.get_file_info(path).type == pafs.FileType.NotFound:
+        raise StoreError(f"no results under {shown}: the path does not exist.")
+    if _is_sweep_dir(fs, path):
+        return [path]
+    if sweep_id is not None:
+        candidates = [join(path, sweep_id)]
+    else:
+        infos = fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
+        candidates = sorted(
+            i.path for i in infos
+            if i.type == pafs.FileType.Directory and not i.base_name.startswith((".", "_"))
+        )  # fmt: skip
+    return [d for d in candidates if _is_sweep_dir(fs, d)]
+
+
+def _result_files(fs: pafs.FileSystem, sweep_dirs: list[str]) -> list[str]:
+    # Fragments are listed before compacted files: a compaction writes its trial file before it
+    # deletes fragments, so a fragment that disappears after listing is in a file listed later.
+    fragments = [p for d in sweep_dirs for p in list_files(fs, join(d, FRAGMENTS), recursive=True)]
+    trials = [p for d in sweep_dirs for p in list_files(fs, join(d, TRIALS))]
+    return [p for p in fragments + trials if is_visible(p)]
+
+
+def read_results(
+    path: str | os.PathLike[str],
+    sweep_id: str | None = None,
+    *,
+    columns: Sequence[str] | None = None,
+    filesystem: pafs.FileSystem | None = None,
+) -> pd.DataFrame:
+    """All results under `path` (a storage root holding sweep dirs, or one sweep dir).
+
+    One row per (sweep_id, trial_id, epoch, label_fraction): the highest attempt, then the latest
+    write; sorted by (sweep_id, loss, trial_id, label_fraction, epoch). `columns` limits the
+    columns read (the dedup keys are always included). `path` may be a pyarrow filesystem URI.
+    Raises StoreError if there is nothing to read.
+    """
+    fs, root = resolve_storage(path, filesystem)
+    shown = os.fspath(path)
+    if columns is not None:
+        unknown = [c for c in columns if SCHEMA.get_field_index(c) < 0]
+        if unknown:
+            raise StoreError(f"column {unknown[0]!r} is not in the results schema.")
+        columns = [f.name for f in SCHEMA if f.name in set(columns) | set(_NEEDED)]
+    dirs = _sweep_dirs(fs, root, sweep_id, shown)
+    if not dirs:
+        what = f"no sweep {sweep_id!r}" if sweep_id else "no sweep directories"
+        raise StoreError(f"no results under {shown}: {what} (with fragments/ or trials/) found.")
+    for _retry in range(3):
+        files = _result_files(fs, dirs)
+        if not files:
+            raise StoreError(
+                f"no results under {shown}: the sweep directories hold no Parquet files."
+            )
+        try:
+            table, _ = read_tables(fs, files, columns)
+            break
+        except _Vanished:
+            continue  # a compaction moved rows meanwhile: list again
+    else:
+        raise StoreError(f"results under {shown} kept changing while being read; try again.")
+    if sweep_id is not None:
+        table = table.filter(pc.equal(table.column("sweep_id"), sweep_id))
+        if table.num_rows == 0:
+            raise StoreError(f"no results under {shown}: no rows of sweep {sweep_id!r}.")
+    if table.num_rows == 0:
+        raise StoreError(f"no results under {shown}: the Parquet files hold no rows.")
+    return dedup(table).to_pandas()
+
+
+def expand_extra(df: pd.DataFrame) -> pd.DataFrame:
+    """Return `df` with each key of the JSON column `m_extra` (plugin losses' terms) as a column."""
+    if "m_extra" not in df or df["m_extra"].isna().all():
+        return df
+    parsed = [json.loads(s) if isinstance(s, str) else {} for s in df["m_extra"]]
+    extra = pd.DataFrame.from_records(parsed, index=df.index).astype("float64")
+    return pd.concat([df, extra[[c for c in extra.columns if c not in df]]], axis=1)

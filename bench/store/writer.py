@@ -1,0 +1,212 @@
+"""`FragmentWriter`: every reported result becomes one small immutable Parquet file at once.
+
+A result is published as soon as it is reported (no buffer), so a crash of the driver loses
+nothing already reported (reference/ray-and-storage.md D.2 (a): a buffering callback would lose
+its buffer). Files are published atomically (`layout.publish`). Compaction merges one trial's
+fragments into `trials/<trial_id>.parquet` because reading thousands of tiny files is ~50-100x
+slower than one (reference/performance.md §6).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+import warnings
+from collections.abc import Mapping, Sequence
+from types import TracebackType
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.fs as pafs
+
+from bench.config import TrialConfig
+from bench.store.dedup import dedup
+from bench.store.errors import StoreError, StoreWarning
+from bench.store.layout import (
+    FRAGMENT_OPTIONS,
+    FRAGMENTS,
+    check_id,
+    compacted_path,
+    fragment_dir,
+    is_visible,
+    join,
+    list_files,
+    new_fragment_name,
+    sweep_dir_of,
+    write_parquet,
+)
+from bench.store.reader import _Vanished, read_tables
+from bench.store.rows import make_rows
+from bench.store.schema import conform
+
+
+class FragmentWriter:
+    """Writes results of one sweep under `<storage>/<sweep_id>/` (local path or fs URI)."""
+
+    def __init__(
+        self,
+        storage: str | os.PathLike[str],
+        sweep_id: str,
+        *,
+        filesystem: pafs.FileSystem | None = None,
+    ) -> None:
+        self.fs, self.sweep_dir = sweep_dir_of(storage, sweep_id, filesystem)
+        self.sweep_id = sweep_id
+        self._made_dirs: set[str] = set()  # create_dir once per directory, not per result
+        self._closed = False
+
+    def write(self, data: pa.Table | list[dict[str, Any]]) -> list[str]:
+        """Publish rows (a `make_rows` table or schema-row dicts); returns the fragment paths.
+
+        Rows are split into one fragment per (trial_id, epoch, attempt); a trainer result (all
+        label fractions of one epoch) is one fragment.
+        """
+        if self._closed:
+            raise StoreError(f"the results writer for {self.sweep_dir} is closed.")
+        table = conform(data)
+        if table.num_rows == 0:
+            return []
+        for key in ("trial_id", "epoch", "attempt", "label_fraction"):
+            if table.column(key).null_count:
+                raise StoreError(f"results rows for sweep {self.sweep_id} have no {key!r} value.")
+        wrong = pc.unique(table.column("sweep_id")).to_pylist()
+        if wrong != [self.sweep_id]:
+            raise StoreError(
+                f"rows for sweep {wrong[0]!r} given to the writer of sweep {self.sweep_id!r}."
+            )
+        return [self._write_fragment(part) for part in _split(table)]
+
+    def write_records(
+        self,
+        records: Sequence[Mapping[str, Any]],
+        *,
+        cfg: TrialConfig,
+        attempt: int,
+        provenance: Mapping[str, Any],
+        study: str | None = None,
+        trial_id: str | None = None,
+    ) -> list[str]:
+        """`make_rows` + `write`: what the sweep's result callback calls per trainer result."""
+        table = make_rows(
+            records, sweep_id=self.sweep_id, cfg=cfg, attempt=attempt,
+            provenance=provenance, study=study, trial_id=trial_id,
+        )  # fmt: skip
+        return self.write(table)
+
+    def _write_fragment(self, part: pa.Table) -> str:
+        trial_id = check_id("trial id", part.column("trial_id")[0].as_py())
+        epoch = part.column("epoch")[0].as_py()
+        attempt = part.column("attempt")[0].as_py()
+        directory = fragment_dir(self.sweep_dir, trial_id)
+        if directory not in self._made_dirs:
+            self.fs.create_dir(directory, recursive=True)
+            self._made_dirs.add(directory)
+        path = join(directory, new_fragment_name(epoch, attempt))
+        # Columns without a value (probes before the last epoch, other losses' terms) are left
+        # out: ~20% faster to write and read, and readers fill missing columns with nulls anyway.
+        present = [c for c in part.column_names if part.column(c).null_count < part.num_rows]
+        try:
+            write_parquet(self.fs, path, part.select(present), **FRAGMENT_OPTIONS)
+        except FileNotFoundError:  # another writer's compaction removed the emptied directory
+            self.fs.create_dir(directory, recursive=True)
+            write_parquet(self.fs, path, part.select(present), **FRAGMENT_OPTIONS)
+        return path
+
+    def compact(self, trial_id: str) -> str | None:
+        """Merge a trial's fragments into `trials/<trial_id>.parquet`; returns its path.
+
+        Crash-safe at every step: the merged file is published atomically before any fragment is
+        deleted, and only fragments that went into it are deleted, so a crash leaves at worst
+        duplicates, which readers drop. Idempotent. Unreadable fragments are left in place
+        (readers keep warning about them). Returns None if the trial has no rows at all.
+        """
+        check_id("trial id", trial_id)
+        frag_dir = fragment_dir(self.sweep_dir, trial_id)
+        target = compacted_path(self.sweep_dir, trial_id)
+        listed = list_files(self.fs, frag_dir)
+        fragments = [p for p in listed if is_visible(p)]
+        leftovers = [p for p in listed if os.path.basename(p).startswith(".tmp-")]
+        exists = self.fs.get_file_info(target).type == pafs.FileType.File
+        if fragments:
+            try:
+                table, read = read_tables(self.fs, fragments + ([target] if exists else []))
+            except _Vanished as err:  # only a concurrent compaction deletes fragments
+                raise StoreError(
+                    f"trial {trial_id} is being compacted by another process."
+                ) from err
+            if exists and target not in read:
+                self._set_aside(target)
+            if table.num_rows:
+                self.fs.create_dir(join(self.sweep_dir, "trials"), recursive=True)
+                write_parquet(self.fs, target, dedup(table))
+                exists = True
+            for path in (p for p in read if p != target):
+                self.fs.delete_file(path)
+        for path in leftovers:  # temporaries of writes that crashed before their rename
+            self.fs.delete_file(path)
+        self._remove_if_empty(frag_dir)
+        return target if exists else None
+
+    def compact_all(self) -> list[str]:
+        """Compact every trial that has fragments (at the end of a sweep, or after a crash)."""
+        infos = self.fs.get_file_info(
+            pafs.FileSelector(join(self.sweep_dir, FRAGMENTS), allow_not_found=True)
+        )
+        ids = sorted(
+            i.base_name.removeprefix("trial=")
+            for i in infos
+            if i.type == pafs.FileType.Directory and i.base_name.startswith("trial=")
+        )
+        return [path for trial_id in ids if (path := self.compact(trial_id))]
+
+    def _set_aside(self, path: str) -> None:
+        """Rename an unreadable compacted file to a hidden name instead of overwriting it."""
+        aside = join(
+            os.path.dirname(path), f"_corrupt-{uuid.uuid4().hex[:8]}-{os.path.basename(path)}"
+        )
+        self.fs.move(path, aside)
+        warnings.warn(
+            f"unreadable compacted file {path} was moved to {aside}", StoreWarning, stacklevel=3
+        )
+
+    def _remove_if_empty(self, directory: str) -> None:
+        if self.fs.get_file_info(directory).type != pafs.FileType.Directory:
+            return
+        if not self.fs.get_file_info(pafs.FileSelector(directory)):
+            self.fs.delete_dir(directory)
+            self._made_dirs.discard(directory)
+
+    def close(self) -> None:
+        """Nothing is buffered, so nothing is lost; later writes are refused."""
+        self._closed = True
+
+    def __enter__(self) -> FragmentWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _split(table: pa.Table) -> list[pa.Table]:
+    """One table per (trial_id, epoch, attempt); the common case (one trainer result) is one."""
+    keys = ["trial_id", "epoch", "attempt"]
+    if all(pc.count_distinct(table.column(k), mode="all").as_py() == 1 for k in keys):
+        return [table]
+    groups = table.select(keys).group_by(keys, use_threads=False).aggregate([]).to_pylist()
+    parts = []
+    for group in groups:
+        mask = pc.and_kleene(
+            pc.and_kleene(
+                pc.equal(table["trial_id"], group["trial_id"]),
+                pc.equal(table["epoch"], group["epoch"]),
+            ),
+            pc.equal(table["attempt"], group["attempt"]),
+        )
+        parts.append(table.filter(mask))
+    return parts

@@ -174,10 +174,10 @@ class Trial:
                 terms[name] = terms.get(name, 0) + value.detach().float()
             self.step += 1
             done += 1
-            if done % FINITE_CHECK_EVERY == 0 or done == steps:
-                if not torch.isfinite(loss_sum):
-                    status = "diverged"
-                    break
+            checkpoint = done % FINITE_CHECK_EVERY == 0 or done == steps
+            if checkpoint and not torch.isfinite(loss_sum):  # one host sync every few steps
+                status = "diverged"
+                break
             if deadline is not None and time.monotonic() > deadline:
                 status = "timeout"
                 break

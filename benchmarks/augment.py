@@ -35,6 +35,7 @@ from pathlib import Path
 
 import torch
 import torchvision
+from machine import cpu_model  # benchmarks/machine.py (scripts run from benchmarks/)
 from torchvision.transforms import v2 as T
 
 from bench.data import Dataset
@@ -122,14 +123,7 @@ def _sync(device: torch.device) -> None:
 
 
 def machine(device: torch.device, workers: int) -> dict:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return {
         "cpu": cpu, "cpu_count": os.cpu_count(), "cores_used": workers,
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,

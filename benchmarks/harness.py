@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from machine import cpu_model  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from bench.space import expand, parse_space
 from bench.store import FragmentWriter
@@ -98,14 +99,7 @@ def plain_loop(trials) -> list[float]:
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     import ray
 
     return {

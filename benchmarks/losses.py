@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 from lightly.loss import BarlowTwinsLoss, DCLLoss, DCLWLoss, NTXentLoss, VICRegLoss
+from machine import cpu_model  # benchmarks/machine.py (scripts run from benchmarks/)
 from torch import Tensor
 
 from bench.losses import build_loss, list_losses
@@ -52,14 +53,7 @@ CPU_SKIP = {
 
 
 def machine(device: torch.device) -> dict[str, object]:
-    cpu = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     info: dict[str, object] = {
         "cpu": cpu,
         "cores": os.cpu_count(),

@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from machine import cpu_model  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from bench.commands.report import read, report_columns
 from bench.report.build import build_report
@@ -44,14 +45,7 @@ TRIALS_PER_SEED = 60
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return {"cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
             "pandas": pd.__version__, "pyarrow": pa.__version__, "platform": platform.platform()}
 

@@ -27,6 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+from machine import cpu_model  # benchmarks/machine.py (scripts run from benchmarks/)
 
 from bench.store import FragmentWriter, make_rows, read_results
 from bench.store.dedup import dedup
@@ -36,14 +37,7 @@ FRACTIONS = (0.1, 0.5, 1.0)  # CLOA Table 3's label fractions
 
 
 def machine() -> dict:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     return {
         "cpu": model, "cores": os.cpu_count(), "python": platform.python_version(),
         "pyarrow": pa.__version__, "pandas": pd.__version__, "platform": platform.platform(),

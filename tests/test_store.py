@@ -8,8 +8,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import subprocess
 import sys
+import time
 import warnings
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -304,6 +306,19 @@ def test_schema_evolution_missing_columns_read_as_null_extra_columns_ignored(tmp
     assert df["m_knn_top1"].isna().sum() == 1 and df["epoch"].dtype == "int32"
 
 
+def test_fragment_with_an_uncastable_column_is_skipped_with_a_warning(tmp_path, trials):
+    cfg, records = trials[0]
+    writer = FragmentWriter(tmp_path, "s")
+    writer.write_records(records[:1], cfg=cfg, attempt=0, provenance=prov())
+    bad = make_rows(records[1:2], sweep_id="s", cfg=cfg, attempt=0, provenance=prov())
+    bad = bad.set_column(bad.schema.get_field_index("m_knn_top1"), "m_knn_top1", pa.array(["high"]))
+    victim = fragment_files(tmp_path)[0].parent / "00002-0-badtype0.parquet"
+    pq.write_table(bad, victim)
+    with pytest.warns(StoreWarning, match=str(victim)):
+        df = read_results(tmp_path)
+    assert len(df) == 1
+
+
 def test_compaction_merges_deletes_fragments_and_is_idempotent(tmp_path, trials):
     writer = FragmentWriter(tmp_path, "s")
     write_sweep(writer, trials)
@@ -342,15 +357,19 @@ def test_compaction_crash_between_publish_and_delete_leaves_no_duplicates(tmp_pa
     for path, data in saved.items():  # as if the process died before deleting fragments
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    (next(iter(saved)).parent / ".tmp-crashed.parquet").write_bytes(b"partial")
+    stale = next(iter(saved)).parent / ".tmp-crashed.parquet"
+    stale.write_bytes(b"partial")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+    young = next(iter(saved)).parent / ".tmp-in-flight.parquet"
+    young.write_bytes(b"being written")
     df = read_results(tmp_path)
     assert (
         len(df) == len(records) and not df.duplicated(["trial_id", "epoch", "label_fraction"]).any()
     )
     late = [dict(records[-1], m_knn_top1=0.99)]  # a result that arrives after compaction
     writer.write_records(late, cfg=cfg, attempt=1, provenance=prov(5))
-    writer.compact(cfg.trial_id())  # re-compaction folds everything in and cleans the temporary
-    assert not (tmp_path / "s" / "fragments" / f"trial={cfg.trial_id()}").exists()
+    writer.compact(cfg.trial_id())  # re-compaction folds everything in, drops the dead temporary
+    assert not stale.exists() and young.exists() and fragment_files(tmp_path) == []
     df = read_results(tmp_path)
     assert len(df) == len(records) and df["m_knn_top1"].iloc[-1] == 0.99
 

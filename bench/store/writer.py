@@ -10,6 +10,7 @@ slower than one (reference/performance.md §6).
 from __future__ import annotations
 
 import os
+import time
 import uuid
 import warnings
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,8 @@ from bench.store.layout import (
 from bench.store.reader import _Vanished, read_tables
 from bench.store.rows import make_rows
 from bench.store.schema import conform
+
+STALE_TMP_S = 600.0  # a ".tmp-" file this old belongs to a write that died
 
 
 class FragmentWriter:
@@ -143,8 +146,11 @@ class FragmentWriter:
                 exists = True
             for path in (p for p in read if p != target):
                 self.fs.delete_file(path)
-        for path in leftovers:  # temporaries of writes that crashed before their rename
-            self.fs.delete_file(path)
+        for info in self.fs.get_file_info(leftovers):
+            # Temporaries of writes that crashed before their rename; a young one may be another
+            # process's write in flight (a compaction run by hand during a sweep): leave it.
+            if info.mtime is not None and time.time() - info.mtime.timestamp() > STALE_TMP_S:
+                self.fs.delete_file(info.path)
         self._remove_if_empty(frag_dir)
         return target if exists else None
 

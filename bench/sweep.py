@@ -162,7 +162,7 @@ def bench_trial(config: dict[str, Any], runtime: _Runtime) -> None:
         "device_name": torch.cuda.get_device_name() if cuda else "cpu",
         "started_at": time.time(),
     }
-    node_id = _node_id()
+    node_id = current_node_id()
     states = TrialStates(runtime.sweep_dir)
     saved = states.load(trial_id)
     pending: list[dict[str, Any]] = []
@@ -218,14 +218,14 @@ def _maybe_fail_once(directory: str | None, trial_id: str, epoch: int) -> None:
     raise RuntimeError(f"{FAIL_ONCE_ENV}: injected failure of trial {trial_id} after epoch {epoch}")
 
 
-def _node_id() -> str | None:
+def current_node_id() -> str | None:
     try:
         return ray.get_runtime_context().get_node_id()
     except Exception:
         return None
 
 
-def _trial_dirname(trial: Any) -> str:
+def trial_dirname(trial: Any) -> str:
     return f"trial_{trial.trial_id}"  # short: Ray's default embeds the whole (long) config
 
 
@@ -385,10 +385,10 @@ class ProgressCallback(_Stateless, tune.Callback):
             self._base = done_epochs
         elapsed = now - self._t0
         rate = (done_epochs - self._base) / elapsed if elapsed > 0 else 0.0
-        eta = _clock((total - done_epochs) / rate) if rate > 0 else "--:--"
+        eta = format_clock((total - done_epochs) / rate) if rate > 0 else "--:--"
         finished = counts["done"] + counts["diverged"] + counts["timeout"] + counts["error"]
         return (
-            f"[{_clock(elapsed)}] {finished}/{max(len(trials), len(self.planned_epochs))} "
+            f"[{format_clock(elapsed)}] {finished}/{max(len(trials), len(self.planned_epochs))} "
             "trials finished: "
             f"{counts['done']} done, {counts['diverged']} diverged, {counts['timeout']} timeout, "
             f"{counts['error']} error | {counts['running']} running, {counts['pending']} pending"
@@ -396,7 +396,7 @@ class ProgressCallback(_Stateless, tune.Callback):
         )
 
 
-def _clock(seconds: float) -> str:
+def format_clock(seconds: float) -> str:
     s = int(max(seconds, 0))
     return (
         f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
@@ -440,7 +440,7 @@ class SweepOutcome:
         counts = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n)
         lines = [
             f"sweep {self.sweep_id}: {len(self.trials)} trials ({counts}) in "
-            f"{_clock(self.wall_s)}; results in {self.sweep_dir}"
+            f"{format_clock(self.wall_s)}; results in {self.sweep_dir}"
         ]
         errored = [t for t in self.trials if t.state == "error"]
         if errored:
@@ -543,9 +543,9 @@ def run_sweep(
         # Tune's own console output (experiment table, per-failure tracebacks) is replaced by our
         # progress lines and one line per failed attempt; tracebacks stay in the error files.
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    started = _init_ray(address, num_cpus, verbose)
+    started = init_ray(address, num_cpus, verbose)
     try:
-        with _QuietTune(enabled=not verbose):
+        with QuietTune(enabled=not verbose):
             restore = resume and tune.Tuner.can_restore(experiment)
             if not exists:
                 write_sweep_meta(storage, sid, _meta(space, trials, storage))
@@ -617,7 +617,7 @@ def _tuner(
         tune_config=tune.TuneConfig(
             reuse_actors=True,  # a new trial reuses a finished trial's worker process
             max_concurrent_trials=space.max_concurrent,
-            trial_dirname_creator=_trial_dirname,
+            trial_dirname_creator=trial_dirname,
         ),  # FIFO: no scheduler, every curve runs to its end
         run_config=tune.RunConfig(
             name=sid, storage_path=ray_storage, verbose=0,
@@ -631,18 +631,18 @@ def _resources_arg(resources: Resources, trials: Sequence[TrialConfig]) -> Any:
     """A dict when every trial asks for the same; else the callable form (GPU share by batch)."""
     shares = {tuple(sorted(resources.for_trial(t).items())) for t in trials}
     if len(shares) <= 1:
-        return _ray_resources(
+        return ray_resources(
             resources.for_trial(trials[0]) if trials else {"cpu": 1.0, "gpu": 0.0}
         )
-    return _PerTrialResources(resources)
+    return PerTrialResources(resources)
 
 
-def _ray_resources(share: Mapping[str, float]) -> dict[str, float]:
+def ray_resources(share: Mapping[str, float]) -> dict[str, float]:
     return {k: v for k, v in share.items() if v or k == "cpu"}
 
 
 @dataclass(frozen=True)
-class _PerTrialResources:
+class PerTrialResources:
     """`config -> PlacementGroupFactory` for `tune.with_resources` (picklable, unlike a lambda)."""
 
     resources: Resources
@@ -650,11 +650,11 @@ class _PerTrialResources:
     def __call__(self, config: Mapping[str, Any]) -> tune.PlacementGroupFactory:
         share = self.resources.for_trial(TrialConfig.from_flat(config["trial"], "sweep trial"))
         return tune.PlacementGroupFactory(
-            [{k.upper(): v for k, v in _ray_resources(share).items()}]
+            [{k.upper(): v for k, v in ray_resources(share).items()}]
         )
 
 
-class _QuietTune:
+class QuietTune:
     """Raise Tune's driver loggers to CRITICAL for the duration of a sweep (restored after)."""
 
     NAMES = ("ray.tune", "ray.air", "ray.train")
@@ -663,7 +663,7 @@ class _QuietTune:
         self.enabled = enabled
         self.saved: dict[str, int] = {}
 
-    def __enter__(self) -> _QuietTune:
+    def __enter__(self) -> QuietTune:
         if self.enabled:
             for name in self.NAMES:
                 log = logging.getLogger(name)
@@ -677,7 +677,7 @@ class _QuietTune:
         self.saved.clear()
 
 
-def _init_ray(address: str | None, num_cpus: int | None, verbose: bool) -> bool:
+def init_ray(address: str | None, num_cpus: int | None, verbose: bool) -> bool:
     """Start (or join) Ray unless it already runs in this process; True if we started it."""
     if ray.is_initialized():
         return False

@@ -77,16 +77,16 @@ from ray.tune.search.optuna import OptunaSearch
 from bench.config import ConfigError, TrialConfig
 from bench.space import Resources, Space, grid_points, load_space, parse_space
 from bench.sweep import (
+    PerTrialResources,
     ProgressCallback,
+    QuietTune,
     StoreCallback,
     TrialStates,
-    _clock,
-    _init_ray,
-    _node_id,
-    _PerTrialResources,
-    _QuietTune,
-    _ray_resources,
-    _trial_dirname,
+    current_node_id,
+    format_clock,
+    init_ray,
+    ray_resources,
+    trial_dirname,
 )
 
 DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
@@ -685,7 +685,7 @@ class _Reporter:
                  finished: list[dict[str, float | None]], trial_id: str, prov: dict,
                  states: TrialStates) -> None:
         self.runtime, self.cfg, self.runs, self.finished = runtime, cfg, runs, finished
-        self.trial_id, self.prov, self.states, self.node_id = trial_id, prov, states, _node_id()
+        self.trial_id, self.prov, self.states, self.node_id = trial_id, prov, states, current_node_id()
         self.pending: list[dict[str, Any]] = []
         # A retry after the last epoch of the last run reports the end of that run.
         self.index = min(len(finished), len(runs) - 1)
@@ -995,7 +995,7 @@ class TuneOutcome:
         run = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "nothing to run"
         study = ", ".join(f"{n} {s}" for s, n in self.study_counts.items() if n)
         lines = [f"study {self.study}: {sum(self.study_counts.values())} trials ({study}); this "
-                 f"run: {self.new_trials} trials ({run}) in {_clock(self.wall_s)}"]
+                 f"run: {self.new_trials} trials ({run}) in {format_clock(self.wall_s)}"]
         if not self.best:
             lines.append("no trial has completed yet, so there is no best configuration.")
         elif len(self.objectives) > 1:
@@ -1081,9 +1081,9 @@ def _search(plan: TunePlan, storage: optuna.storages.BaseStorage, before: int, t
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if not verbose:
         os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-    started = _init_ray(address, num_cpus, verbose)
+    started = init_ray(address, num_cpus, verbose)
     try:
-        with _QuietTune(enabled=not verbose):
+        with QuietTune(enabled=not verbose):
             concurrency = min(todo, plan.space.max_concurrent or _slots(plan))
             if progress_every > 0:
                 print(f"{'resuming' if before else 'starting'} study {plan.name}: {todo} trials, "
@@ -1143,9 +1143,9 @@ def _tuner(plan: TunePlan, storage: optuna.storages.BaseStorage, before: int, to
                            plan.space.resources, plan.space.checkpoint_every, tuple(plugins))
     resources = plan.space.resources
     if resources.gpu_from_batch_size and any(p.name == "batch_size" for p in plan.params):
-        res: Any = _PerTrialResources(resources)
+        res: Any = PerTrialResources(resources)
     else:
-        res = _ray_resources(resources.for_trial(plan.base))
+        res = ray_resources(resources.for_trial(plan.base))
     trainable = tune.with_resources(tune.with_parameters(tune_trial, runtime=runtime), res)
     run_name = f"run-{time.strftime('%Y%m%d-%H%M%S')}-{before}"
     return tune.Tuner(
@@ -1154,7 +1154,7 @@ def _tuner(plan: TunePlan, storage: optuna.storages.BaseStorage, before: int, to
         tune_config=tune.TuneConfig(
             search_alg=searcher, scheduler=scheduler, num_samples=todo,
             max_concurrent_trials=concurrency, reuse_actors=True,
-            trial_dirname_creator=_trial_dirname,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=run_name, storage_path=f"{results.rstrip('/')}/{plan.name}/_ray", verbose=0,

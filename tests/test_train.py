@@ -146,3 +146,14 @@ def test_cli_run_writes_json_and_rejects_bad_input(tmp_path, capsys):
     assert main(["run", "label_fraction=2", "--device", "cpu"]) == 2
     assert main(["run", "--loss", "infonse", "--device", "cpu"]) == 2
     assert "infonce" in capsys.readouterr().err
+
+
+def test_every_record_key_has_a_declared_store_column():
+    """The trainer's records and the store's schema must not drift apart: every metric of a
+    built-in loss has its own m_* column (only a plugin's own terms go to m_extra)."""
+    from bench.store import METRIC_COLUMNS, SCHEMA
+
+    records = run_trial(synth(epochs=1, loss="clop+vicreg", probe_epochs=2)).records
+    names = set(SCHEMA.names)
+    for key in records[-1]:
+        assert key in METRIC_COLUMNS or key in names or key == "final", key

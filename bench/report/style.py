@@ -26,7 +26,7 @@ class Styles:
 
     def __init__(self, info: pd.DataFrame, primary: str) -> None:
         bases = list(dict.fromkeys(info.sort_values("order")["base"]))
-        self._color = {b: f"C{i % 10}" for i, b in enumerate(bases)}
+        self._color = {b: _palette(len(bases))[i % 20] for i, b in enumerate(bases)}
         self._info = info
         self._primary = primary
 
@@ -37,6 +37,16 @@ class Styles:
         if sweep != self._primary:
             style.update(alpha=0.5, marker="s")
         return style
+
+
+def _palette(n: int) -> list[object]:
+    """Matplotlib's default 10 colours, or tab20's 20 when more base losses must stay apart
+    (a sweep over two datasets has a base entry per (loss, dataset))."""
+    if n <= 10:
+        return [f"C{i}" for i in range(10)] * 2
+    from matplotlib import colormaps
+
+    return [colormaps["tab20"](i) for i in range(20)]
 
 
 def label(text: str, sweep: str | None = None) -> str:

@@ -542,18 +542,20 @@ def _check_loss(src: str, where: str, loss: Any) -> None:
     )
 
 
+def _param_suggestion(name: str, known: Iterable[str]) -> str:
+    """The close match of a misspelt parameter name, else the list of the real ones."""
+    known = sorted(known)
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"its parameters are {', '.join(known) or 'none'}"
+
+
 def _check_loss_params(src: str, loss: str, params: Sequence[tuple[str, tuple]]) -> None:
     from bench.losses import loss_info
 
     known = dict(loss_info(loss).params)
     for pname, _values in params:
         if pname not in known:
-            close = difflib.get_close_matches(pname, list(known), n=1)
-            extra = (
-                f"did you mean {close[0]!r}?"
-                if close
-                else f"its parameters are {', '.join(sorted(known)) or 'none'}"
-            )
+            extra = _param_suggestion(pname, known)
             raise ConfigError(
                 f"{src}: key 'loss_params.{loss}.{pname}' is not a parameter of "
                 f"loss {loss!r}; {extra}."
@@ -592,12 +594,7 @@ def _check_dataset_params(space: Space, points: Sequence[TrialConfig]) -> None:
         known = info.params
         for pname in cfg.dataset_params:
             if pname not in known:
-                close = difflib.get_close_matches(pname, list(known), n=1)
-                extra = (
-                    f"did you mean {close[0]!r}?"
-                    if close
-                    else f"its parameters are {', '.join(sorted(known)) or 'none'}"
-                )
+                extra = _param_suggestion(pname, known)
                 raise ConfigError(
                     f"{src}: key '{_where(space, 'dataset_params')}.{pname}' is not a parameter of "
                     f"dataset {cfg.dataset!r}; {extra}."

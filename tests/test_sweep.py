@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_trial import TINY_BASE
 
 from bench.cli import main
 from bench.space import expand, parse_space
@@ -28,19 +29,6 @@ from bench.store import read_results, read_sweep_meta
 
 pytestmark = pytest.mark.ray
 
-TINY_BASE = {
-    "dataset": "synthetic_subspaces",
-    "dataset_params": {"n_train": 256, "n_test": 128},
-    "backbone": "mlp",
-    "mlp_hidden": [32, 32],
-    "projector": [32, 16],
-    "epochs": 3,
-    "batch_size": 64,
-    "probe_epochs": 5,
-    "geometry_samples": 128,
-    "knn_k": 20,
-    "device": "cpu",
-}
 
 
 def tiny_space(name: str, grid: dict, base: dict | None = None, **extra):

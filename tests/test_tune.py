@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 import yaml
+from tiny_trial import TINY_BASE as TINY
 
 from bench.cli import main
 from bench.config import ConfigError
@@ -46,20 +47,7 @@ def plugin_loss():
         _registry.unregister(name)
     plugins._LOADED.pop(str(PLUGIN.resolve()), None)
 
-TINY_BASE = {
-    "loss": "infonce_ortho",
-    "dataset": "synthetic_subspaces",
-    "dataset_params": {"n_train": 256, "n_test": 128},
-    "backbone": "mlp",
-    "mlp_hidden": [32, 32],
-    "projector": [32, 16],
-    "epochs": 3,
-    "batch_size": 64,
-    "probe_epochs": 5,
-    "geometry_samples": 128,
-    "knn_k": 20,
-    "device": "cpu",
-}
+TINY_BASE = {"loss": "infonce_ortho", **TINY}
 TINY_SEARCH = {
     "params": {"lr": {"dist": "loguniform", "low": 0.01, "high": 1.0},
                "loss_params.temperature": {"dist": "uniform", "low": 0.1, "high": 1.0}},

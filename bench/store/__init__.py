@@ -2,8 +2,9 @@
 
 One long table, one row per (trial, epoch, label_fraction), declared once as `SCHEMA`
 (DESIGN "Results store"; reference/ray-and-storage.md section D). Writing: `FragmentWriter`
-publishes each reported result as a small immutable fragment and compacts a trial's fragments
-when it ends. Reading: `read_results(path) -> DataFrame`, deduplicated. Modules: `schema` (the
+publishes each reported result as a small immutable fragment, compacts a trial's fragments
+when it ends (`compact`), and merges all trials into one file when the sweep ends
+(`compact_sweep`). Reading: `read_results(path) -> DataFrame`, deduplicated. Modules: `schema` (the
 columns), `rows` (trainer records -> rows, provenance), `layout` (paths, atomic publishing, sweep
 metadata), `writer`, `reader`, `dedup`, `summary` (`bench results`).
 """

@@ -5,6 +5,7 @@ Layout under `<storage>/<sweep_id>/` (DESIGN "Results store"):
     sweep.json                                          sweep metadata, replaced atomically
     fragments/trial=<trial_id>/<epoch:05d>-<attempt>-<uuid8>.parquet   one per reported result
     trials/<trial_id>.parquet                           a trial's compacted rows
+    merged/<uuid8>.parquet                              many trials' rows (end-of-sweep merge)
 
 Publishing (reference/ray-and-storage.md D.1-D.2): on a local disk, NFS or HDFS a file is written
 under a temporary name starting with "." in the same directory and then renamed; a rename within
@@ -34,7 +35,7 @@ from bench.store.errors import StoreError
 
 _OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
-FRAGMENTS, TRIALS, SWEEP_META = "fragments", "trials", "sweep.json"
+FRAGMENTS, TRIALS, MERGED, SWEEP_META = "fragments", "trials", "merged", "sweep.json"
 
 
 def resolve_storage(

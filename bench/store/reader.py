@@ -28,6 +28,7 @@ from bench.store.dedup import dedup
 from bench.store.errors import StoreError, StoreWarning
 from bench.store.layout import (
     FRAGMENTS,
+    MERGED,
     SWEEP_META,
     TRIALS,
     is_visible,
@@ -122,7 +123,8 @@ def _first_row_key(table: pa.Table) -> tuple:
 
 
 def _is_sweep_dir(fs: pafs.FileSystem, path: str) -> bool:
-    infos = fs.get_file_info([join(path, FRAGMENTS), join(path, TRIALS), join(path, SWEEP_META)])
+    names = (FRAGMENTS, TRIALS, MERGED, SWEEP_META)
+    infos = fs.get_file_info([join(path, name) for name in names])
     return any(i.type != pafs.FileType.NotFound for i in infos)
 
 
@@ -143,11 +145,13 @@ def _sweep_dirs(fs: pafs.FileSystem, path: str, sweep_id: str | None, shown: str
 
 
 def _result_files(fs: pafs.FileSystem, sweep_dirs: list[str]) -> list[str]:
-    # Fragments are listed before compacted files: a compaction writes its trial file before it
-    # deletes fragments, so a fragment that disappears after listing is in a file listed later.
-    fragments = [p for d in sweep_dirs for p in list_files(fs, join(d, FRAGMENTS), recursive=True)]
-    trials = [p for d in sweep_dirs for p in list_files(fs, join(d, TRIALS))]
-    return [p for p in fragments + trials if is_visible(p)]
+    # Listed in the order compaction moves rows (fragments -> trials -> merged): each step
+    # publishes its output before deleting its inputs, so a file that vanishes after listing has
+    # its rows in a file listed later.
+    files = [p for d in sweep_dirs for p in list_files(fs, join(d, FRAGMENTS), recursive=True)]
+    files += [p for d in sweep_dirs for p in list_files(fs, join(d, TRIALS))]
+    files += [p for d in sweep_dirs for p in list_files(fs, join(d, MERGED))]
+    return [p for p in files if is_visible(p)]
 
 
 def read_results(

@@ -166,7 +166,7 @@ def load_space(path: str | Path) -> Space:
 def parse_space(data: Any, source: str = "search space", default_name: str = "sweep") -> Space:
     """Validate an already-parsed YAML document (a mapping) into a `Space`."""
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: the file must be a YAML mapping of keys, got {_show(data)}.")
+        raise ConfigError(f"{source}: the file must be a YAML mapping of keys, got {show_value(data)}.")
     _reject_unknown(source, "top-level", data, TOP_LEVEL_KEYS)
     name = data.get("name", default_name)
     _need(
@@ -189,7 +189,7 @@ def parse_space(data: Any, source: str = "search space", default_name: str = "sw
 
     resources, warnings = _parse_resources(source, data.get("resources"))
     retries = data.get("retries", 2)
-    _need(source, "retries", retries, _is_int(retries) and retries >= 0, "an integer >= 0")
+    _need(source, "retries", retries, is_int(retries) and retries >= 0, "an integer >= 0")
     budget = data.get("time_budget_s")
     _need(
         source,
@@ -203,11 +203,11 @@ def parse_space(data: Any, source: str = "search space", default_name: str = "sw
         source,
         "max_concurrent",
         max_conc,
-        max_conc is None or (_is_int(max_conc) and max_conc >= 1),
+        max_conc is None or (is_int(max_conc) and max_conc >= 1),
         "an integer >= 1 or null",
     )
     every = data.get("checkpoint_every", 1)
-    _need(source, "checkpoint_every", every, _is_int(every) and every >= 1, "an integer >= 1")
+    _need(source, "checkpoint_every", every, is_int(every) and every >= 1, "an integer >= 1")
     storage = data.get("storage")
     _need(
         source,
@@ -250,7 +250,7 @@ def _parse_grid(source: str, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...
         return ()
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(
-            f"{source}: key 'grid' has value {_show(raw)}; it must be a non-empty "
+            f"{source}: key 'grid' has value {show_value(raw)}; it must be a non-empty "
             "mapping of key -> list of values (or be left out for a single trial)."
         )
     _reject_unknown(source, "grid", raw, _SETTABLE, hint=_hint)
@@ -263,7 +263,7 @@ def _parse_grid(source: str, raw: Any) -> tuple[tuple[str, tuple[Any, ...]], ...
         seen = []
         for v in values:
             if v in seen:
-                raise ConfigError(f"{source}: grid key {key!r} lists the value {_show(v)} twice.")
+                raise ConfigError(f"{source}: grid key {key!r} lists the value {show_value(v)} twice.")
             seen.append(v)
         out.append((key, tuple(values)))
     return tuple(out)
@@ -274,7 +274,7 @@ def _parse_loss_params(source: str, raw: Any) -> dict[str, tuple[tuple[str, tupl
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"{source}: key 'loss_params' has value {_show(raw)}; it must map a loss "
+            f"{source}: key 'loss_params' has value {show_value(raw)}; it must map a loss "
             "name to its parameters, e.g. {infonce: {temperature: [0.1, 0.5]}}."
         )
     out = {}
@@ -282,7 +282,7 @@ def _parse_loss_params(source: str, raw: Any) -> dict[str, tuple[tuple[str, tupl
         where = f"loss_params.{loss}"
         if not isinstance(params, Mapping):
             raise ConfigError(
-                f"{source}: key {where!r} has value {_show(params)}; it must map "
+                f"{source}: key {where!r} has value {show_value(params)}; it must map "
                 "parameter names to a value or a list of values."
             )
         grid = []
@@ -302,7 +302,7 @@ def _parse_per_dataset(source: str, raw: Any, grid: Sequence[tuple[str, tuple]])
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"{source}: key 'per_dataset' has value {_show(raw)}; it must map a "
+            f"{source}: key 'per_dataset' has value {show_value(raw)}; it must map a "
             "dataset name to settings."
         )
     out = {}
@@ -325,7 +325,7 @@ def _parse_resources(source: str, raw: Any) -> tuple[Resources, list[str]]:
         return Resources(), []
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"{source}: key 'resources' has value {_show(raw)}; it must be a mapping "
+            f"{source}: key 'resources' has value {show_value(raw)}; it must be a mapping "
             "like {cpu: 1, gpu: 0.25}."
         )
     _reject_unknown(source, "resources", raw, RESOURCE_KEYS)
@@ -345,7 +345,7 @@ def _parse_resources(source: str, raw: Any) -> tuple[Resources, list[str]]:
             source,
             "resources.gpu_from_batch_size",
             bs,
-            _is_int(bs) and bs >= 1,
+            is_int(bs) and bs >= 1,
             "keyed by integer batch sizes",
         )
         shares[f"resources.gpu_from_batch_size.{bs}"] = share
@@ -366,7 +366,7 @@ def _parse_resources(source: str, raw: Any) -> tuple[Resources, list[str]]:
             )
     if cpu == 0 and all(s == 0 for s in shares.values()):
         raise ConfigError(
-            f"{source}: key 'resources' has value {_show(dict(raw))}; a trial must "
+            f"{source}: key 'resources' has value {show_value(dict(raw))}; a trial must "
             "ask for some CPU or GPU, or Ray would start every trial at once."
         )
     ladder = tuple(sorted((int(bs), float(s)) for bs, s in steps.items()))
@@ -378,7 +378,7 @@ def _section(source: str, where: str, raw: Any) -> dict[str, Any]:
         return {}
     if not isinstance(raw, Mapping):
         raise ConfigError(
-            f"{source}: key {where!r} has value {_show(raw)}; it must be a mapping "
+            f"{source}: key {where!r} has value {show_value(raw)}; it must be a mapping "
             "of config keys to values."
         )
     _reject_unknown(source, where, raw, _SETTABLE, hint=_hint)
@@ -503,7 +503,7 @@ def _check_value(src: str, where: str, key: str, value: Any) -> None:
     elif key == "label_fraction":
         for f in _as_list(value):
             _need(src, where, f, _is_num(f) and 0 < f <= 1, "a fraction in (0, 1]")
-    elif key in ("batch_size", "epochs", "seed") and not _is_int(value):
+    elif key in ("batch_size", "epochs", "seed") and not is_int(value):
         _need(src, where, value, False, "an integer")
 
 
@@ -511,7 +511,7 @@ def _check_loss(src: str, where: str, loss: Any) -> None:
     from bench.losses import list_addons, list_losses, loss_info
 
     if not isinstance(loss, str):
-        raise ConfigError(f"{src}: key {where!r} has value {_show(loss)}; it must be a loss name.")
+        raise ConfigError(f"{src}: key {where!r} has value {show_value(loss)}; it must be a loss name.")
     addons, bases = list_addons(), list_losses()
     if loss in addons:
         hint = (
@@ -570,7 +570,7 @@ def _check_dataset(src: str, where: str, ds: Any) -> None:
         close = difflib.get_close_matches(str(ds), known, n=1)
         extra = f"did you mean {close[0]!r}?" if close else f"known datasets: {', '.join(known)}"
         raise ConfigError(
-            f"{src}: key {where!r} has value {_show(ds)}, which is not a known dataset; {extra}."
+            f"{src}: key {where!r} has value {show_value(ds)}, which is not a known dataset; {extra}."
         )
 
 
@@ -699,19 +699,19 @@ def describe(space: Space, trials: Sequence[TrialConfig] | None = None) -> str:
     if space.description:
         lines.append(f"  {space.description.strip()}")
     if space.base:
-        lines.append("base: " + ", ".join(f"{k}={_show(v)}" for k, v in space.base.items()))
+        lines.append("base: " + ", ".join(f"{k}={show_value(v)}" for k, v in space.base.items()))
     lines.append("grid:")
     width = max((len(k) for k, _ in space.grid), default=0)
     for k, vs in space.grid:
-        lines.append(f"  {k:<{width}}  {', '.join(_show(v) for v in vs)}  ({len(vs)})")
+        lines.append(f"  {k:<{width}}  {', '.join(show_value(v) for v in vs)}  ({len(vs)})")
     if not space.grid:
         lines.append("  (none: a single trial)")
     for loss, params in space.loss_params.items():
-        shown = "; ".join(f"{p}: {', '.join(_show(v) for v in vs)}" for p, vs in params)
+        shown = "; ".join(f"{p}: {', '.join(show_value(v) for v in vs)}" for p, vs in params)
         lines.append(f"loss_params {loss}: {shown}")
     for ds, settings in space.per_dataset.items():
         lines.append(
-            f"per_dataset {ds}: " + ", ".join(f"{k}={_show(v)}" for k, v in settings.items())
+            f"per_dataset {ds}: " + ", ".join(f"{k}={show_value(v)}" for k, v in settings.items())
         )
     r = space.resources
     res = f"cpu {r.cpu:g}, gpu {r.gpu:g}" + "".join(
@@ -750,14 +750,14 @@ def _saved(s: Expansion) -> str:
 
 def _need(source: str, key: str, value: Any, ok: bool, allowed: str) -> None:
     if not ok:
-        raise ConfigError(f"{source}: key {key!r} has value {_show(value)}; it must be {allowed}.")
+        raise ConfigError(f"{source}: key {key!r} has value {show_value(value)}; it must be {allowed}.")
 
 
 def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _is_int(x: Any) -> bool:
+def is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -765,13 +765,14 @@ def _as_list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
-def _show(v: Any) -> str:
+def show_value(v: Any) -> str:
+    """A config value as the error messages quote it: 1e-3 not 0.001, strings quoted."""
     if isinstance(v, float):
         return f"{v:g}"
     if isinstance(v, str):
         return repr(v)
     if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_show(x) for x in v) + "]"
+        return "[" + ", ".join(show_value(x) for x in v) + "]"
     if isinstance(v, Mapping):
-        return "{" + ", ".join(f"{k}: {_show(x)}" for k, x in v.items()) + "}"
+        return "{" + ", ".join(f"{k}: {show_value(x)}" for k, x in v.items()) + "}"
     return repr(v)

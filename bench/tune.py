@@ -75,7 +75,15 @@ from ray.tune.schedulers import ASHAScheduler
 from ray.tune.search.optuna import OptunaSearch
 
 from bench.config import ConfigError, TrialConfig
-from bench.space import Resources, Space, grid_points, load_space, parse_space
+from bench.space import (
+    Resources,
+    Space,
+    grid_points,
+    is_int,
+    load_space,
+    parse_space,
+    show_value,
+)
 from bench.sweep import (
     PerTrialResources,
     ProgressCallback,
@@ -144,10 +152,10 @@ class Param:
 
     def describe(self) -> str:
         if self.dist == "choice":
-            return f"choice of {', '.join(_show(v) for v in self.values)}"
-        extra = f", step {_show(self.step)}" if self.step else ""
+            return f"choice of {', '.join(show_value(v) for v in self.values)}"
+        extra = f", step {show_value(self.step)}" if self.step else ""
         kind = "log-int" if self.dist == "int" and self.log else self.dist
-        return f"{kind} [{_show(self.low)}, {_show(self.high)}]{extra}"
+        return f"{kind} [{show_value(self.low)}, {show_value(self.high)}]{extra}"
 
 
 @dataclass(frozen=True)
@@ -174,9 +182,9 @@ class Objective:
         return 1.0 if _is_accuracy(self.metric) else BIG
 
     def describe(self) -> str:
-        what = (f"mean {self.metric} over lr {', '.join(_show(x) for x in self.lrs)}"
+        what = (f"mean {self.metric} over lr {', '.join(show_value(x) for x in self.lrs)}"
                 if self.kind == "stability" else f"{self.metric} at the final epoch")
-        return f"{what}, label fraction {_show(self.label_fraction)} ({self.mode})"
+        return f"{what}, label fraction {show_value(self.label_fraction)} ({self.mode})"
 
     def as_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "metric": self.metric, "mode": self.mode,
@@ -255,7 +263,7 @@ def plan_from_space(space: Space) -> TunePlan:
 
 def _parse_params(src: str, raw: Any, space: Space, base: TrialConfig) -> tuple[Param, ...]:
     if not isinstance(raw, Mapping) or not raw:
-        raise ConfigError(f"{src}: key 'search.params' has value {_show(raw)}; it must map the "
+        raise ConfigError(f"{src}: key 'search.params' has value {show_value(raw)}; it must map the "
                           "keys to search to distributions, e.g. {lr: {dist: loguniform, low: "
                           "1.0e-3, high: 1}}.")
     params = []
@@ -264,7 +272,7 @@ def _parse_params(src: str, raw: Any, space: Space, base: TrialConfig) -> tuple[
         where = f"search.params.{name}"
         _check_param_name(src, name, space, base)
         if not isinstance(spec, Mapping):
-            raise ConfigError(f"{src}: key {where!r} has value {_show(spec)}; it must be a mapping "
+            raise ConfigError(f"{src}: key {where!r} has value {show_value(spec)}; it must be a mapping "
                               "like {dist: uniform, low: 0.1, high: 1.0}.")
         param = _parse_distribution(src, where, name, spec)
         for value in param.extremes():
@@ -322,46 +330,46 @@ def _parse_distribution(src: str, where: str, name: str, spec: Mapping) -> Param
     if dist not in DISTRIBUTIONS:
         close = difflib.get_close_matches(str(dist), DISTRIBUTIONS, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ConfigError(f"{src}: key '{where}.dist' has value {_show(dist)}, which is not a "
+        raise ConfigError(f"{src}: key '{where}.dist' has value {show_value(dist)}, which is not a "
                           f"distribution; use one of {', '.join(DISTRIBUTIONS)}{hint}.")
     _reject_unknown(src, where, spec, _DIST_KEYS[dist])
     if dist == "choice":
         values = spec.get("values")
         if not isinstance(values, list) or not values:
-            raise ConfigError(f"{src}: key '{where}.values' has value {_show(values)}; a choice "
+            raise ConfigError(f"{src}: key '{where}.values' has value {show_value(values)}; a choice "
                               "needs a non-empty list of values.")
         for v in values:
             if not isinstance(v, (bool, int, float, str)):
-                raise ConfigError(f"{src}: key '{where}.values' holds {_show(v)}; choices must be "
+                raise ConfigError(f"{src}: key '{where}.values' holds {show_value(v)}; choices must be "
                                   "numbers, strings or booleans.")
             if values.count(v) > 1:
-                raise ConfigError(f"{src}: key '{where}.values' lists {_show(v)} twice.")
+                raise ConfigError(f"{src}: key '{where}.values' lists {show_value(v)} twice.")
         return Param(name, dist, values=tuple(values))
     for k in ("low", "high"):
         if k not in spec:
             raise ConfigError(f"{src}: key {where!r} has no '{k}'; a {dist} distribution needs "
                               "both 'low' and 'high'.")
-        ok = _is_int(spec[k]) if dist == "int" else _is_num(spec[k])
+        ok = is_int(spec[k]) if dist == "int" else _is_num(spec[k])
         if not ok:
             kind = "an integer" if dist == "int" else "a number"
-            raise ConfigError(f"{src}: key '{where}.{k}' has value {_show(spec[k])}; it must be "
+            raise ConfigError(f"{src}: key '{where}.{k}' has value {show_value(spec[k])}; it must be "
                               f"{kind}.")
     low, high = spec["low"], spec["high"]
     if low >= high:
-        raise ConfigError(f"{src}: key {where!r} has low {_show(low)} >= high {_show(high)}; "
+        raise ConfigError(f"{src}: key {where!r} has low {show_value(low)} >= high {show_value(high)}; "
                           "low must be below high.")
     log = dist == "loguniform" or bool(spec.get("log", False))
     if "log" in spec and not isinstance(spec["log"], bool):
-        raise ConfigError(f"{src}: key '{where}.log' has value {_show(spec['log'])}; it must be "
+        raise ConfigError(f"{src}: key '{where}.log' has value {show_value(spec['log'])}; it must be "
                           "true or false.")
     if log and low <= 0:
-        raise ConfigError(f"{src}: key '{where}.low' has value {_show(low)}; a log range must "
+        raise ConfigError(f"{src}: key '{where}.low' has value {show_value(low)}; a log range must "
                           "stay above 0 (log 0 is undefined), e.g. low: 1.0e-4.")
     step = spec.get("step")
     if step is not None:
-        ok = (_is_int(step) if dist == "int" else _is_num(step)) and step > 0
+        ok = (is_int(step) if dist == "int" else _is_num(step)) and step > 0
         if not ok or (log and dist == "int" and step != 1):
-            raise ConfigError(f"{src}: key '{where}.step' has value {_show(step)}; it must be a "
+            raise ConfigError(f"{src}: key '{where}.step' has value {show_value(step)}; it must be a "
                               "positive number (and 1 with log: true).")
     return Param(name, dist, low, high, step, log and dist == "int")
 
@@ -378,7 +386,7 @@ def _check_param_value(src: str, where: str, param: Param, value: Any, base: Tri
     except (ConfigError, ValueError, KeyError) as exc:
         reason = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc)
         reason = reason.split("; ", 1)[-1].rstrip(".")
-        raise ConfigError(f"{src}: key {where!r} reaches the value {_show(value)}, which "
+        raise ConfigError(f"{src}: key {where!r} reaches the value {show_value(value)}, which "
                           f"{param.name} cannot take ({reason}).") from None
 
 
@@ -404,13 +412,13 @@ def _parse_objectives(src: str, raw: Any, base: TrialConfig,
     for i, item in enumerate(items):
         where = "search.objective" if not isinstance(raw, list) else f"search.objective[{i}]"
         if not isinstance(item, Mapping):
-            raise ConfigError(f"{src}: key {where!r} has value {_show(item)}; it must be a mapping "
+            raise ConfigError(f"{src}: key {where!r} has value {show_value(item)}; it must be a mapping "
                               "like {metric: knn_top1, mode: max}.")
         if "stability" in item:
             _reject_unknown(src, where, item, ("stability",))
             where, spec, kind = f"{where}.stability", item["stability"], "stability"
             if not isinstance(spec, Mapping):
-                raise ConfigError(f"{src}: key {where!r} has value {_show(spec)}; it must be a "
+                raise ConfigError(f"{src}: key {where!r} has value {show_value(spec)}; it must be a "
                                   "mapping like {metric: knn_top1, lrs: [0.01, 0.1, 1]}.")
             _reject_unknown(src, where, spec, ("metric", "mode", "label_fraction", "lrs"))
         else:
@@ -434,7 +442,7 @@ def _parse_objective(src: str, where: str, kind: str, spec: Mapping,
                      base: TrialConfig) -> Objective:
     metric = spec.get("metric")
     if not isinstance(metric, str) or not metric:
-        raise ConfigError(f"{src}: key '{where}.metric' has value {_show(metric)}; name a metric "
+        raise ConfigError(f"{src}: key '{where}.metric' has value {show_value(metric)}; name a metric "
                           "such as knn_top1.")
     name = metric if metric.startswith("m_") else f"m_{metric}"
     known = reported_metrics(base)
@@ -449,13 +457,13 @@ def _parse_objective(src: str, where: str, kind: str, spec: Mapping,
                           f"report{why}")
     mode = spec.get("mode", "max" if _is_accuracy(name) else None)
     if mode not in ("max", "min"):
-        raise ConfigError(f"{src}: key '{where}.mode' has value {_show(mode)}; it must be 'max' or "
+        raise ConfigError(f"{src}: key '{where}.mode' has value {show_value(mode)}; it must be 'max' or "
                           "'min' (only accuracies default to max).")
     fractions = base.label_fractions
     lf = spec.get("label_fraction", max(fractions))
     if not _is_num(lf) or float(lf) not in fractions:
-        raise ConfigError(f"{src}: key '{where}.label_fraction' has value {_show(lf)}, which trials "
-                          f"do not evaluate; use one of {', '.join(map(_show, fractions))} (set "
+        raise ConfigError(f"{src}: key '{where}.label_fraction' has value {show_value(lf)}, which trials "
+                          f"do not evaluate; use one of {', '.join(map(show_value, fractions))} (set "
                           "them in base.label_fraction).")
     lrs: tuple[float, ...] = ()
     if kind == "stability":
@@ -463,7 +471,7 @@ def _parse_objective(src: str, where: str, kind: str, spec: Mapping,
         ok = (isinstance(raw, list) and len(raw) >= 2
               and all(_is_num(x) and x > 0 for x in raw) and len(set(raw)) == len(raw))
         if not ok:
-            raise ConfigError(f"{src}: key '{where}.lrs' has value {_show(raw)}; it must list at "
+            raise ConfigError(f"{src}: key '{where}.lrs' has value {show_value(raw)}; it must list at "
                               "least two different positive learning rates.")
         lrs = tuple(float(x) for x in raw)
     return Objective(kind, name, mode, float(lf), lrs)
@@ -474,7 +482,7 @@ def _parse_asha(src: str, raw: Any, objectives: Sequence[Objective],
     if raw is None:
         return None
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{src}: key 'search.asha' has value {_show(raw)}; it must be a mapping "
+        raise ConfigError(f"{src}: key 'search.asha' has value {show_value(raw)}; it must be a mapping "
                           "like {grace_period: 1, reduction_factor: 2} (or be left out).")
     (objective, *others) = objectives
     if others or objective.kind == "stability":
@@ -490,7 +498,7 @@ def _parse_asha(src: str, raw: Any, objectives: Sequence[Objective],
     grace = _int(src, "search.asha.grace_period", raw.get("grace_period", 1), 1)
     factor = raw.get("reduction_factor", 4)
     if not (_is_num(factor) and factor > 1):
-        raise ConfigError(f"{src}: key 'search.asha.reduction_factor' has value {_show(factor)}; "
+        raise ConfigError(f"{src}: key 'search.asha.reduction_factor' has value {show_value(factor)}; "
                           "it must be a number > 1.")
     max_t = _int(src, "search.asha.max_t", raw.get("max_t", base.epochs), grace)
     return Asha(grace, factor, max_t)
@@ -500,14 +508,14 @@ def _parse_sweep(src: str, raw: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     if raw is None:
         return dict(DEFAULT_SWEEP_GRID), {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{src}: key 'search.sweep' has value {_show(raw)}; it must be a mapping "
+        raise ConfigError(f"{src}: key 'search.sweep' has value {show_value(raw)}; it must be a mapping "
                           "with a 'grid' (and optionally 'per_dataset') for the written sweep.")
     _reject_unknown(src, "search.sweep", raw, ("grid", "per_dataset"))
     grid = raw.get("grid", DEFAULT_SWEEP_GRID)
     per_dataset = raw.get("per_dataset") or {}
     for key, value in (("grid", grid), ("per_dataset", per_dataset)):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{src}: key 'search.sweep.{key}' has value {_show(value)}; it must "
+            raise ConfigError(f"{src}: key 'search.sweep.{key}' has value {show_value(value)}; it must "
                               "be a mapping.")
     return dict(grid), dict(per_dataset)
 
@@ -532,9 +540,9 @@ def describe_plan(plan: TunePlan, results: str, storage_url: str) -> str:
     searched = {p.name for p in plan.params}
     fixed = [f"loss {b.loss}", f"dataset {b.dataset}", f"backbone {b.backbone}",
              f"{b.epochs} epochs"]
-    fixed += [f"{k.replace('_', ' ')} {_show(getattr(b, k))}" for k in ("lr", "batch_size")
+    fixed += [f"{k.replace('_', ' ')} {show_value(getattr(b, k))}" for k in ("lr", "batch_size")
               if k not in searched]
-    fixed.append(f"label fractions {', '.join(map(_show, b.label_fractions))}")
+    fixed.append(f"label fractions {', '.join(map(show_value, b.label_fractions))}")
     if b.loss_params:
         fixed.append(f"loss params {dict(b.loss_params)}")
     lines = [f"tune {plan.space.source}: study {plan.name!r}", "base: " + ", ".join(fixed),
@@ -547,14 +555,14 @@ def describe_plan(plan: TunePlan, results: str, storage_url: str) -> str:
     lines += [f"  {o.describe()}" for o in plan.objectives]
     runs = plan_runs(b, plan.objectives)
     if len(runs) > 1:
-        lines.append(f"each trial runs {len(runs)} lrs: {', '.join(_show(r.lr) for r in runs)}")
+        lines.append(f"each trial runs {len(runs)} lrs: {', '.join(show_value(r.lr) for r in runs)}")
     a = plan.asha
     lines.append(f"sampler {kind}, seed {plan.sampler_seed}; {plan.num_samples} trials; "
-                 + (f"ASHA on epoch (grace {a.grace_period}, reduction {_show(a.reduction_factor)},"
+                 + (f"ASHA on epoch (grace {a.grace_period}, reduction {show_value(a.reduction_factor)},"
                     f" max_t {a.max_t})" if a else "no early stopping (FIFO)"))
     lines.append(f"study database: {shown_url(storage_url)}")
     lines.append(f"results: {results.rstrip('/')}/{plan.name} (rows tagged study={plan.name})")
-    grid = ", ".join(f"{k} {_show(v)}" for k, v in plan.sweep_grid.items())
+    grid = ", ".join(f"{k} {show_value(v)}" for k, v in plan.sweep_grid.items())
     lines.append(f"the winner's sweep YAML will run the grid: {grid}")
     return "\n".join(lines)
 
@@ -1005,7 +1013,7 @@ class TuneOutcome:
                                for o, v in zip(self.objectives, t.values))
             lines.append(f"{'  ' if len(self.objectives) > 1 else ''}best trial {t.number}: "
                          f"{values}")
-            lines.append(f"    {', '.join(f'{k}={_show(v)}' for k, v in t.params.items())}")
+            lines.append(f"    {', '.join(f'{k}={show_value(v)}' for k, v in t.params.items())}")
         plug = "".join(f" --plugin {p}" for p in self.plugins)
         for path in self.written:
             lines.append(f"wrote {path}; benchmark it with: bench sweep {path}{plug}")
@@ -1244,7 +1252,7 @@ def write_best(plan: TunePlan, study: optuna.Study, best: Sequence[optuna.trial.
         values = "; ".join(f"{o.describe()} = {v:.4g}" for o, v in zip(plan.objectives, trial.values))
         note = f"trial {trial.number} of study {plan.name}: {values}"
         data = best_sweep(plan, trial.params, note=note)
-        gridded = ", ".join(f"{k}={_show(v)}" for k, v in trial.params.items()
+        gridded = ", ".join(f"{k}={show_value(v)}" for k, v in trial.params.items()
                             if k in plan.sweep_grid)
         text = (f"# Written by `bench tune {plan.space.source}` from trial {trial.number} of study "
                 f"{plan.name}\n# ({len(study.trials)} trials in {storage_url}).\n"
@@ -1270,13 +1278,9 @@ def _is_num(x: Any) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
 def _int(src: str, key: str, value: Any, minimum: int) -> int:
-    if not (_is_int(value) and value >= minimum):
-        raise ConfigError(f"{src}: key {key!r} has value {_show(value)}; it must be an integer "
+    if not (is_int(value) and value >= minimum):
+        raise ConfigError(f"{src}: key {key!r} has value {show_value(value)}; it must be an integer "
                           f">= {minimum}.")
     return value
 
@@ -1294,11 +1298,3 @@ def _first_line(exc: BaseException) -> str:
     return lines[0].rstrip(".") if lines else type(exc).__name__
 
 
-def _show(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:g}"
-    if isinstance(v, str):
-        return repr(v)
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_show(x) for x in v) + "]"
-    return repr(v)

@@ -57,6 +57,7 @@ class Evaluator:
             f: labelled_mask(dataset.train_y, f, cfg.split_seed).to(device)
             for f in cfg.label_fractions
         }
+        self.bank_idx = self.masks[max(self.masks)].nonzero().squeeze(1)
         # A fixed subset for geometry, the same for every trial of a sweep (drawn from split_seed).
         g = torch.Generator().manual_seed(cfg.split_seed + 7919)
         n = train_x.shape[0]
@@ -95,14 +96,18 @@ class Evaluator:
         was_training = encoder.training
         encoder.eval()
         try:
-            h_train, _ = embed(encoder, self.train_x, self.dataset, self.batch, self.amp)
+            # The label split is nested, so the largest fraction's labelled samples hold every
+            # bank: embed only those, not the whole training set.
+            bank_idx = self.bank_idx
+            h_bank, _ = embed(encoder, self.train_x[bank_idx], self.dataset, self.batch, self.amp)
             h_test, _ = embed(encoder, self.test_x, self.dataset, self.batch, self.amp)
             shared = self._geometry(encoder)
             per_fraction = {}
             for fraction, mask in self.masks.items():
+                sub = mask[bank_idx]
                 per_fraction[fraction] = {
                     **shared,
-                    **self._scores(h_train[mask], self.train_y[mask], h_test, final),
+                    **self._scores(h_bank[sub], self.train_y[bank_idx][sub], h_test, final),
                 }
             return per_fraction
         finally:

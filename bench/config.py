@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 AUGMENT_PRESETS = ("auto", "simclr", "cloa", "none")
 OPTIMIZERS = ("sgd", "lars", "adamw")
+PROBE_FEATURES = ("standardized", "raw")
+PROBE_OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 LR_SCALINGS = ("absolute", "per256")
 DEVICES = ("auto", "cpu", "cuda")
@@ -51,6 +54,9 @@ class TrialConfig:
     download: bool = False
     augment: str = "auto"  # preset name; "auto" = simclr for images, sign flip + noise for vectors
     split_seed: int = 0  # draws the labelled subset: the same for every loss and trial seed
+    # Stratified hold-out carved from train (from split_seed) on which everything is selected;
+    # pretraining, kNN banks and probes never see it. 0 = no validation split.
+    val_fraction: float = 0.1
     label_fractions: tuple[float, ...] = (1.0,)
     pretrain_label_fraction: float | None = None  # cap on the labels the loss may see
     # model
@@ -76,6 +82,13 @@ class TrialConfig:
     knn_temperature: float = 0.1
     probe_epochs: int = 100
     ffn_hidden: tuple[int, ...] | None = None  # None = CLOA's widths for the dataset
+    # Probe recipe (bench.metrics.probes): "standardized" features + AdamW is the harness's
+    # default; CLOA fine-tunes on "raw" features with SGD at batch 32, which keeps the scale a
+    # collapsed representation lost.
+    probe_features: str = "standardized"
+    probe_optimizer: str = "adamw"
+    probe_lr: float | None = None  # None = the recipe's default (bench.metrics.probes)
+    probe_batch_size: int = 256
     geometry_samples: int = 2048  # fixed evaluation subset for the geometry metrics
     # runtime
     device: str = "auto"
@@ -175,6 +188,17 @@ def _validate(c: TrialConfig) -> None:
         _check(isinstance(v, int) and v >= 0, key, v, "an integer >= 0")
     _check(_is_num(c.knn_temperature) and c.knn_temperature > 0, "knn_temperature",
            c.knn_temperature, "a positive number")
+    _check(_is_num(c.val_fraction) and 0 <= c.val_fraction < 0.5, "val_fraction", c.val_fraction,
+           "in [0, 0.5)")
+    _check(c.probe_features in PROBE_FEATURES, "probe_features", c.probe_features,
+           f"one of {PROBE_FEATURES}")
+    _check(c.probe_optimizer in PROBE_OPTIMIZERS, "probe_optimizer", c.probe_optimizer,
+           f"one of {PROBE_OPTIMIZERS}")
+    if c.probe_lr is not None:
+        _check(_is_num(c.probe_lr) and math.isfinite(c.probe_lr) and c.probe_lr > 0, "probe_lr",
+               c.probe_lr, "a positive number or null")
+    _check(isinstance(c.probe_batch_size, int) and not isinstance(c.probe_batch_size, bool)
+           and c.probe_batch_size >= 1, "probe_batch_size", c.probe_batch_size, "an integer >= 1")
     if c.grad_clip is not None:
         _check(_is_num(c.grad_clip) and c.grad_clip > 0, "grad_clip", c.grad_clip, "> 0 or null")
     if c.time_budget_s is not None:

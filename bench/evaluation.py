@@ -4,6 +4,11 @@ The trainer calls `Evaluator.evaluate(encoder, final=...)`; everything here is i
 un-augmented data (plus two fixed augmented views of the geometry subset, for alignment).
 The labelled subsets come from `split_seed`, so every loss and trial seed is scored on the same
 labelled samples.
+
+Every accuracy is measured twice, on the validation hold-out (`m_val_<metric>`, the number that
+selects lrs and drives `bench tune`) and on the test split (`m_<metric>`, reported at the
+selected setting only). The kNN bank and the probes' training set are the labelled part of the
+training split, which excludes the validation hold-out.
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ from bench.config import TrialConfig
 from bench.data import Dataset
 from bench.data.augment import build_augment, normalize
 from bench.data.split import labelled_mask
-from bench.metrics import GEOMETRY_KEYS, geometry, knn_accuracy, train_probe
+from bench.metrics import GEOMETRY_KEYS, geometry, knn_accuracy
+from bench.metrics.probes import fit_probe
 
 # CLOA's fine-tuning heads (section 4): CIFAR-10 256-128-64, CIFAR-100 512-1024-1024.
 _FFN_DEFAULTS = {"cifar100": (512, 1024, 1024)}
@@ -53,6 +59,9 @@ class Evaluator:
         self.train_x, self.test_x = train_x, test_x
         self.train_y = dataset.train_y.to(device)
         self.test_y = dataset.test_y.to(device)
+        # The validation hold-out (empty with val_fraction 0): scored like test, never trained on.
+        self.val_x = (dataset.val_x if dataset.val_x is not None else train_x[:0]).to(device)
+        self.val_y = (dataset.val_y if dataset.val_y is not None else self.train_y[:0]).to(device)
         self.masks = {
             f: labelled_mask(dataset.train_y, f, cfg.split_seed).to(device)
             for f in cfg.label_fractions
@@ -100,37 +109,54 @@ class Evaluator:
             # bank: embed only those, not the whole training set.
             bank_idx = self.bank_idx
             h_bank, _ = embed(encoder, self.train_x[bank_idx], self.dataset, self.batch, self.amp)
-            h_test, _ = embed(encoder, self.test_x, self.dataset, self.batch, self.amp)
-            shared = self._geometry(encoder)
+            queries = {
+                prefix: (embed(encoder, x, self.dataset, self.batch, self.amp)[0], y)
+                for prefix, x, y in (("m_", self.test_x, self.test_y), ("m_val_", self.val_x, self.val_y))
+                if x.shape[0]  # no validation split: its columns stay NaN
+            }
+            shared = {**self._geometry(encoder), "m_num_classes": float(self.dataset.num_classes)}
             per_fraction = {}
             for fraction, mask in self.masks.items():
                 sub = mask[bank_idx]
                 per_fraction[fraction] = {
                     **shared,
-                    **self._scores(h_bank[sub], self.train_y[bank_idx][sub], h_test, final),
+                    **self._scores(h_bank[sub], self.train_y[bank_idx][sub], queries, final),
                 }
             return per_fraction
         finally:
             encoder.train(was_training)
 
-    def _scores(self, bank: Tensor, bank_y: Tensor, query: Tensor, final: bool) -> dict[str, float]:
-        k = self.dataset.num_classes
-        if not (torch.isfinite(bank).all() and torch.isfinite(query).all()):
+    def _scores(self, bank: Tensor, bank_y: Tensor, queries: dict[str, tuple[Tensor, Tensor]],
+                final: bool) -> dict[str, float]:
+        """kNN (and, when `final`, probe) accuracies for each query split, keyed prefix+metric."""
+        cfg, k = self.cfg, self.dataset.num_classes
+        if not (torch.isfinite(bank).all() and all(torch.isfinite(q).all() for q, _ in queries.values())):
             return {}
-        top1, top5 = knn_accuracy(bank, bank_y, query, self.test_y, k,
-                                  k=self.cfg.knn_k, temperature=self.cfg.knn_temperature)
-        out = {"m_knn_top1": top1, "m_knn_top5": top5}
-        if final and self.cfg.probe_epochs > 0:
+        out: dict[str, float] = {}
+        for prefix, (query, query_y) in queries.items():
+            top1, top5 = knn_accuracy(bank, bank_y, query, query_y, k,
+                                      k=cfg.knn_k, temperature=cfg.knn_temperature)
+            out[f"{prefix}knn_top1"], out[f"{prefix}knn_top5"] = top1, top5
+        if final and cfg.probe_epochs > 0:
             with torch.enable_grad():
-                for name, hidden in (("linear", ()), ("ffn", ffn_widths(self.cfg))):
-                    t1, t5 = train_probe(bank, bank_y, query, self.test_y, k, hidden=hidden,
-                                         epochs=self.cfg.probe_epochs, seed=self.cfg.seed)
-                    out[f"m_{name}_top1"], out[f"m_{name}_top5"] = t1, t5
+                for name, hidden in (("linear", ()), ("ffn", ffn_widths(cfg))):
+                    probe = fit_probe(bank, bank_y, k, hidden=hidden, epochs=cfg.probe_epochs,
+                                      batch_size=cfg.probe_batch_size, lr=cfg.probe_lr,
+                                      seed=cfg.seed, features=cfg.probe_features,
+                                      optimizer=cfg.probe_optimizer)
+                    for prefix, (query, query_y) in queries.items():
+                        t1, t5 = probe.score(query, query_y)
+                        out[f"{prefix}{name}_top1"], out[f"{prefix}{name}_top5"] = t1, t5
         return out
 
 
+ACCURACY_KEYS: Sequence[str] = (
+    "knn_top1", "knn_top5", "linear_top1", "linear_top5", "ffn_top1", "ffn_top5",
+)  # fmt: skip
 EVAL_KEYS: Sequence[str] = (
-    "m_knn_top1", "m_knn_top5", "m_linear_top1", "m_linear_top5", "m_ffn_top1", "m_ffn_top5",
+    *(f"m_{k}" for k in ACCURACY_KEYS),  # test split
+    *(f"m_val_{k}" for k in ACCURACY_KEYS),  # validation hold-out
+    "m_num_classes",
     *(f"m_{p}_{k}" for p in ("h", "z") for k in GEOMETRY_KEYS),
 )
 

@@ -30,7 +30,7 @@ from bench.config import TrialConfig
 from bench.data import Dataset, load_dataset
 from bench.data.augment import build_augment
 from bench.data.loader import DeviceBatches
-from bench.data.split import masked_labels
+from bench.data.split import carve_validation, masked_labels
 from bench.evaluation import Evaluator, empty_eval
 from bench.losses import build_loss, loss_info
 from bench.models import build_encoder
@@ -84,8 +84,11 @@ class Trial:
     def __init__(self, cfg: TrialConfig, device: torch.device, dataset: Dataset | None) -> None:
         self.cfg, self.device = cfg, device
         _seed_everything(cfg.seed)
-        self.dataset = dataset or load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
-                                               **dict(cfg.dataset_params))
+        loaded = dataset or load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
+                                         **dict(cfg.dataset_params))
+        # Everything below (pretraining, labels, kNN banks, probes) sees the training split
+        # without its validation hold-out.
+        self.dataset = carve_validation(loaded, cfg.val_fraction, cfg.split_seed)
         ds = self.dataset
         n_train = ds.train_x.shape[0]
         if cfg.batch_size > n_train:
@@ -116,6 +119,10 @@ class Trial:
         self.epoch = 0
         self.step = 0
         self.elapsed = 0.0  # wall time of earlier attempts, so time_s continues after a resume
+        # The evaluation of the last finished finite epoch, reported again if the next epoch
+        # diverges: a collapse just before divergence stays visible in the diverged record.
+        self.last_eval: dict[float, dict[str, float]] = {}
+        self.last_finite_state: dict[str, Any] | None = None  # weights of an unevaluated epoch
         self.total_steps = cfg.epochs * len(self.batches)
 
     # --- resume -------------------------------------------------------------------------------
@@ -126,6 +133,8 @@ class Trial:
             "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "generator": self.gen.get_state().cpu(),
             "trial_id": self.cfg.trial_id(),
+            "last_eval": self.last_eval,
+            "last_finite_state": self.last_finite_state,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -135,6 +144,34 @@ class Trial:
         self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generator"])
         self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
+        self.last_eval = state.get("last_eval", {})
+        self.last_finite_state = state.get("last_finite_state")
+
+    def _last_finite_eval(self) -> dict[float, dict[str, float]]:
+        """Metrics of the model after the last epoch that ended with a finite loss.
+
+        That epoch was evaluated unless `eval_every` skipped it; then its weights were kept
+        (`last_finite_state`) and are evaluated now, without probes (they run on final epochs).
+        """
+        finite_epoch = self.epoch - 1  # self.epoch already counts the diverged epoch
+        if finite_epoch < 1:
+            return {}
+        state = self.last_finite_state
+        if state is None or self.last_eval_epoch() == finite_epoch:
+            return self.last_eval
+        live = _cpu_copy(self.encoder.state_dict())
+        self.encoder.load_state_dict(state)
+        try:
+            per_fraction = self.evaluator.evaluate(self.encoder, final=False)
+        finally:
+            self.encoder.load_state_dict(live)
+        for metrics in per_fraction.values():
+            metrics["m_eval_epoch"] = float(finite_epoch)
+        return per_fraction
+
+    def last_eval_epoch(self) -> int | None:
+        first = next(iter(self.last_eval.values()), None)
+        return None if first is None else int(first["m_eval_epoch"])
 
     # --- training -----------------------------------------------------------------------------
     def _forward_loss(self, x: Tensor, labels: Tensor) -> Tensor:
@@ -217,8 +254,16 @@ class Trial:
             last = self.epoch >= cfg.epochs or status in ("diverged", "timeout")
             if status == "running" and last:
                 status = "done"
-            evaluate = status != "diverged" and (last or self.epoch % cfg.eval_every == 0)
-            per_fraction = self.evaluator.evaluate(self.encoder, final=last) if evaluate else {}
+            if status == "diverged":
+                per_fraction = self._last_finite_eval()
+            elif last or self.epoch % cfg.eval_every == 0:
+                per_fraction = self.evaluator.evaluate(self.encoder, final=last)
+                for metrics in per_fraction.values():
+                    metrics["m_eval_epoch"] = float(self.epoch)
+                self.last_eval = per_fraction
+            else:
+                per_fraction = {}
+                self.last_finite_state = _cpu_copy(self.encoder.state_dict())
             time_s = self.elapsed + time.monotonic() - t0
             for fraction in cfg.label_fractions:
                 record = {

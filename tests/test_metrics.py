@@ -284,6 +284,53 @@ def test_geometry_never_raises_on_degenerate_input(case):
         assert math.isnan(out["nc1"]) and math.isnan(out["class_cos"])
 
 
+def test_normalised_variance_closed_forms():
+    # Antipodal pairs: the mean direction is 0, so nvar = 1 - 0 = 1 whatever the scale.
+    e = torch.eye(4, dtype=torch.float64)
+    assert geometry(torch.cat([e, -e]) * 1e-6)["nvar"] == pytest.approx(1.0)
+    # One direction at many scales: fully collapsed in direction, not in total variance.
+    line = torch.linspace(1, 100, 50, dtype=torch.float64)[:, None] * torch.tensor([[3.0, 4.0]])
+    out = geometry(line)
+    assert out["nvar"] == pytest.approx(0.0, abs=1e-12) and out["total_var"] > 100
+    # Shrinking never changes it (unlike total_var); it equals 1 - |mean u|^2 exactly.
+    x, _ = _blobs(300, 8, 3, noise=1.0, seed=5)
+    u = F.normalize(x.double(), dim=1)
+    expected = 1 - float((u.mean(0) ** 2).sum())
+    assert geometry(x)["nvar"] == pytest.approx(expected, rel=1e-9)
+    assert geometry(x * 1e-4)["nvar"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_dead_unit_share_closed_forms():
+    x, _ = _blobs(200, 8, 3, noise=1.0, seed=6)
+    assert geometry(x)["dead"] == 0.0
+    relu_dead = x.clone()
+    relu_dead[:, :3] = 0.0  # three ReLU units that never fire
+    relu_dead[:, 3] = 7.0  # and one stuck at a constant
+    assert geometry(relu_dead)["dead"] == pytest.approx(4 / 8)
+    assert geometry(torch.ones(50, 6))["dead"] == 1.0
+
+
+def test_standardized_probe_survives_shrinking_but_the_raw_sgd_probe_does_not():
+    # CLOA's claim is about scale: a representation that shrank by 1e-4 should look collapsed to
+    # the paper's probe (raw features, SGD) and not to the standardising one, at the same budget.
+    x, y = _blobs(900, 16, 5, noise=1.0, seed=8)
+    small = x * 1e-4
+    common = dict(hidden=(256, 128, 64), epochs=30, batch_size=32, seed=0)
+    std_full = train_probe(x[:600], y[:600], x[600:], y[600:], 5, **common)[0]
+    std_small = train_probe(small[:600], y[:600], small[600:], y[600:], 5, **common)[0]
+    raw = dict(common, features="raw", optimizer="sgd")
+    raw_full = train_probe(x[:600], y[:600], x[600:], y[600:], 5, **raw)[0]
+    raw_small = train_probe(small[:600], y[:600], small[600:], y[600:], 5, **raw)[0]
+    assert std_full > 0.9 and abs(std_small - std_full) < 0.03
+    assert raw_full > 0.9 and raw_small < 0.45  # chance is 0.2
+
+
+def test_probe_rejects_an_unknown_recipe():
+    x, y = _blobs(50, 4, 2, noise=1.0, seed=1)
+    with pytest.raises(ValueError, match="features"):
+        train_probe(x, y, x, y, 2, features="whitened")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_metrics_run_on_cuda_and_agree_with_cpu():

@@ -80,6 +80,54 @@ def test_absurd_lr_diverges_with_a_final_record():
     assert math.isnan(last["m_knn_top1"])
 
 
+class _NanAfter(torch.nn.Module):
+    """Wraps a loss and returns NaN from call `n` on: divergence at a chosen step."""
+
+    def __init__(self, loss, n):
+        super().__init__()
+        self.loss, self.n, self.calls = loss, n, 0
+
+    def forward(self, z1, z2, labels):
+        self.calls += 1
+        out = self.loss(z1, z2, labels)
+        return out * float("nan") if self.calls > self.n else out
+
+
+@pytest.mark.parametrize("eval_every", [1, 2])
+def test_a_diverged_record_carries_the_metrics_of_the_last_finite_epoch(eval_every):
+    cfg = synth(epochs=4, eval_every=eval_every)
+    trial = prepare_trial(cfg)
+    steps = len(trial.batches)
+    trial.loss_fn = _NanAfter(trial.loss_fn, 2 * steps + 1)  # epochs 1-2 finite, 3 diverges
+    summary = trial.run()
+    assert summary.status == "diverged"
+    last = summary.records[-1]
+    assert last["status"] == "diverged" and last["epoch"] == 3
+    assert last["m_eval_epoch"] == 2.0
+    assert math.isfinite(last["m_knn_top1"]) and math.isfinite(last["m_h_nvar"])
+    # The same weights as the uninterrupted run's epoch 2 (evaluated there when eval_every=1).
+    clean = run_trial(synth(epochs=4, eval_every=1)).records
+    epoch2 = [r for r in clean if r["epoch"] == 2][-1]
+    assert last["m_knn_top1"] == pytest.approx(epoch2["m_knn_top1"])
+    assert last["m_h_total_var"] == pytest.approx(epoch2["m_h_total_var"])
+
+
+def test_divergence_in_the_first_epoch_has_no_metrics():
+    trial = prepare_trial(synth(epochs=2))
+    trial.loss_fn = _NanAfter(trial.loss_fn, 0)
+    last = trial.run().records[-1]
+    assert last["status"] == "diverged" and math.isnan(last["m_knn_top1"])
+
+
+def test_records_carry_validation_and_test_accuracies():
+    rec = run_trial(synth(epochs=1)).records[-1]
+    for key in ("knn_top1", "linear_top1", "ffn_top1"):
+        assert 0 <= rec[f"m_{key}"] <= 1 and 0 <= rec[f"m_val_{key}"] <= 1
+    assert rec["m_num_classes"] == 3.0
+    no_val = run_trial(synth(epochs=1, val_fraction=0.0)).records[-1]
+    assert math.isnan(no_val["m_val_knn_top1"]) and math.isfinite(no_val["m_knn_top1"])
+
+
 def test_time_budget_gives_timeout():
     summary = run_trial(synth(epochs=200, time_budget_s=0.5))
     assert summary.status == "timeout"
@@ -122,7 +170,11 @@ def test_batch_larger_than_training_set_is_bad_input():
 @pytest.mark.parametrize(
     ("changes", "key"),
     [({"label_fractions": (0.0,)}, "label_fraction"), ({"label_fractions": (1.5,)}, "label_fraction"),
-     ({"lr": -1.0}, "lr"), ({"optimizer": "adam9"}, "optimizer"), ({"batch_size": 1}, "batch_size")],
+     ({"lr": -1.0}, "lr"), ({"optimizer": "adam9"}, "optimizer"), ({"batch_size": 1}, "batch_size"),
+     ({"val_fraction": 0.5}, "val_fraction"), ({"val_fraction": -0.1}, "val_fraction"),
+     ({"probe_features": "whitened"}, "probe_features"), ({"probe_optimizer": "lbfgs"}, "probe_optimizer"),
+     ({"probe_lr": 0.0}, "probe_lr"), ({"probe_lr": float("inf")}, "probe_lr"),
+     ({"probe_batch_size": 0}, "probe_batch_size")],
 )
 def test_bad_config_values_name_the_key(changes, key):
     with pytest.raises(ConfigError, match=key):

@@ -51,12 +51,19 @@ class Dataset:
     mean: tuple[float, ...] = ()
     std: tuple[float, ...] = ()
     params: Mapping[str, Any] = field(default_factory=dict)
+    # The validation hold-out carved from train by `bench.data.split.carve_validation` (empty
+    # until then): loaders return train and test only.
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"dataset {self.name!r}: kind {self.kind!r} must be one of {KINDS}.")
         want = torch.uint8 if self.kind == "image" else torch.float32
-        for split, x, y in (("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)):
+        splits = [("train", self.train_x, self.train_y), ("test", self.test_x, self.test_y)]
+        if self.val_x is not None and self.val_y is not None:
+            splits.append(("val", self.val_x, self.val_y))
+        for split, x, y in splits:
             if x.dtype != want or y.dtype != torch.int64 or len(x) != len(y):
                 raise ValueError(
                     f"dataset {self.name!r}: {split} split must be {want} data with as many int64 "

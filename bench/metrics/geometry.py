@@ -15,6 +15,14 @@ Conventions (the spec leaves them open; chosen so the closed forms in the tests 
   (the formula's 0/0).
 * ``std`` is lightly's ``std_of_l2_normalized`` (unbiased std per dimension, then the mean).
 * Zero rows stay zero when L2-normalised (``F.normalize`` semantics, as lightly).
+* ``nvar`` is the total variance of the L2-normalised rows, ``1 - ||mean u||^2`` (population
+  variance; rows that are all zero count as the zero vector). It is bounded by [0, 1] whatever
+  the embeddings' scale, so it tells collapse (0: every row points the same way, or along one
+  line with one sign) apart from mere shrinking, which ``total_var`` cannot (CLOA Fig. 2 plots
+  total variance; a loss that only rescales moves it by orders of magnitude).
+* ``dead`` is the share of feature dimensions whose values are identical over the evaluation
+  subset (variance below ``DEAD_REL_VAR`` of the largest dimension's variance, or all zero): a
+  ReLU backbone loses units this way; a dead share of 1 is a constant representation.
 """
 
 from __future__ import annotations
@@ -35,11 +43,14 @@ GEOMETRY_KEYS: tuple[str, ...] = (
     "class_cos",
     "class_cos_centered",
     "std",
+    "nvar",
+    "dead",
 )
 
 RANKME_EPS = 1e-7  # Garrido et al. 2023 via third-party implementations (losses.md 10.2)
 UNIFORM_T = 2.0  # Wang & Isola 2020, t = 2
 UNIFORM_MAX_ROWS = 2048  # all pairs cost O(N^2): uniformity on an evenly spaced subset of rows
+DEAD_REL_VAR = 1e-12  # a dimension this much flatter than the widest one carries nothing
 _NAN = math.nan
 
 
@@ -166,6 +177,14 @@ def mean_abs_cos(vectors: Tensor) -> float:
     return float(cos[i[valid], j[valid]].mean())
 
 
+def dead_share(var: Tensor, rel: float = DEAD_REL_VAR) -> float:
+    """Share of dimensions with (relatively) zero variance; 1.0 when every dimension is flat."""
+    top = var.max()
+    if not top > 0:
+        return 1.0
+    return float((var <= rel * top).double().mean())
+
+
 def geometry(
     emb: Tensor,
     labels: Tensor | None = None,
@@ -202,7 +221,10 @@ def geometry(
     if n == 0 or x.shape[1] == 0 or not _is_finite(x):
         return out
     u = F.normalize(x, dim=1)
-    out["total_var"] = float(x.var(dim=0, correction=0).sum())
+    var = x.var(dim=0, correction=0)
+    out["total_var"] = float(var.sum())
+    out["nvar"] = float(u.var(dim=0, correction=0).sum())
+    out["dead"] = dead_share(var)
     try:
         sigma = singular_values(x)
     except RuntimeError:  # LinAlgError: no convergence; a metric is NaN, the trial goes on

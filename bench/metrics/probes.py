@@ -3,7 +3,15 @@
 Features are precomputed once (backbone output, projector removed), so a probe is a small
 optimisation over tensors already on the device: no DataLoader, no augmentation.
 
-Recipe (one recipe for both heads, chosen to converge without per-dataset tuning):
+Two recipes, chosen per trial (`probe_features`, `probe_optimizer`, `probe_lr`,
+`probe_batch_size`, `probe_epochs`): the harness's default (below) and the papers' (CLOA: raw
+features, SGD, batch 32). They answer different questions. Standardising rescales whatever the
+encoder emits to unit spread, so it measures linear separability whatever the scale; but CLOA's
+claim is that over-fused embeddings lose their variance, and a standardising probe scales a
+shrunken representation back up, hiding exactly that. On raw features with SGD a representation
+shrunk by 1e-4 cannot be fitted in the same budget (tests/test_metrics.py pins both).
+
+Default recipe (one recipe for both heads, chosen to converge without per-dataset tuning):
 
 * Features are standardised with the *training* mean and std (per dimension, computed in
   float64; dimensions constant on the training set are zeroed). This removes the arbitrary
@@ -34,7 +42,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -42,13 +50,19 @@ from torch import Tensor, nn
 
 # Dimensions whose train std is below this fraction of the largest std are treated as constant.
 _REL_STD_FLOOR = 1e-6
+FEATURES = ("standardized", "raw")
+OPTIMIZERS = ("adamw", "sgd")
+SGD_MOMENTUM = 0.9
+# CLOA fine-tunes its FFN with SGD at batch 32 and does not give the lr; 0.01 (momentum 0.9,
+# cosine) is our choice: it trains CLOA's 256-128-64 head on raw BN+ReLU features of unit scale.
+SGD_DEFAULT_LR = 0.01
 
 
-def standardize(train_x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
-    """Return ``train_x`` and ``others`` standardised with train_x's per-dimension mean and std.
+def standardizer(train_x: Tensor) -> Callable[[Tensor], Tensor]:
+    """The map x -> (x - mean) * scale with train_x's per-dimension mean and std.
 
     Statistics in float64 (features of a near-collapsed encoder can have a large mean and a tiny
-    spread); outputs float32. Dimensions (nearly) constant on train_x are set to 0.
+    spread); outputs float32. Dimensions (nearly) constant on train_x map to 0.
     """
     x64 = train_x.double()
     mean = x64.mean(dim=0)
@@ -58,7 +72,13 @@ def standardize(train_x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
     informative = std > _REL_STD_FLOOR * std.max()
     scale = torch.where(informative, 1.0 / std, torch.zeros_like(std))
     mean32, scale32 = mean.float(), scale.float()
-    return tuple((x.float() - mean32) * scale32 for x in (train_x, *others))
+    return lambda x: (x.float() - mean32) * scale32
+
+
+def standardize(train_x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
+    """Return ``train_x`` and ``others`` standardised with train_x's statistics (`standardizer`)."""
+    transform = standardizer(train_x)
+    return tuple(transform(x) for x in (train_x, *others))
 
 
 def build_head(
@@ -128,10 +148,15 @@ def _fit(
     batch_size: int,
     lr: float,
     weight_decay: float,
+    optimizer: str,
     generator: torch.Generator,
 ) -> None:
-    """AdamW + cosine decay to 0, cross-entropy, a seeded permutation per epoch."""
-    opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
+    """AdamW or SGD (momentum 0.9) + cosine decay to 0, cross-entropy, a permutation per epoch."""
+    if optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(
+            head.parameters(), lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     n = x.shape[0]
     total_steps = max(1, epochs * math.ceil(n / batch_size))
     step = 0
@@ -148,6 +173,79 @@ def _fit(
             step += 1
 
 
+def default_lr(optimizer: str, hidden: Sequence[int], in_dim: int) -> float:
+    """The recipe's lr: AdamW 0.1/sqrt(D) linear, 1e-3 with hidden layers; SGD 0.01."""
+    if optimizer == "sgd":
+        return SGD_DEFAULT_LR
+    return 1e-3 if hidden else 0.1 / math.sqrt(in_dim)
+
+
+class Probe:
+    """A trained head and the feature transform it was trained with; `score` any split."""
+
+    def __init__(self, head: nn.Module | None, transform: Callable[[Tensor], Tensor],
+                 num_classes: int) -> None:
+        self.head, self.transform, self.num_classes = head, transform, num_classes
+
+    @torch.no_grad()
+    def score(self, x: Tensor, y: Tensor) -> tuple[float, float]:
+        """(top1, top5) on (x, y) as fractions; NaN when x is empty or not finite or fit failed."""
+        if self.head is None or x.shape[0] == 0 or not bool(torch.isfinite(x).all()):
+            return math.nan, math.nan
+        device = next(self.head.parameters()).device
+        x, y = x.detach().to(device), y.to(device).long()
+        with torch.inference_mode(False):
+            return _topk_accuracy(self.head, self.transform(x), y, self.num_classes)
+
+
+def fit_probe(
+    train_x: Tensor,
+    train_y: Tensor,
+    num_classes: int,
+    hidden: Sequence[int] = (),
+    epochs: int = 100,
+    batch_size: int = 256,
+    lr: float | None = None,
+    weight_decay: float = 1e-4,
+    seed: int = 0,
+    features: str = "standardized",
+    optimizer: str = "adamw",
+) -> Probe:
+    """Train a head on frozen features; see `train_probe` for the arguments.
+
+    `features="standardized"` trains on train-standardised features (the default recipe above);
+    `"raw"` trains on the features as the encoder emits them, as CLOA's fine-tuning does, so a
+    representation that collapsed in scale stays collapsed for the probe.
+    """
+    if features not in FEATURES or optimizer not in OPTIMIZERS:
+        raise ValueError(f"fit_probe needs features in {FEATURES} and optimizer in {OPTIMIZERS}, "
+                         f"got features={features!r}, optimizer={optimizer!r}.")
+    device = train_x.device
+    train_y = train_y.to(device).long()
+    keep = train_y >= 0
+    train_x, train_y = train_x.detach()[keep], train_y[keep]
+    if train_x.shape[0] == 0:
+        raise ValueError("train_probe got no labelled training sample (every label is < 0).")
+    if batch_size < 1 or epochs < 0:
+        raise ValueError(
+            f"train_probe needs batch_size >= 1 and epochs >= 0, got "
+            f"batch_size={batch_size}, epochs={epochs}."
+        )
+    if not bool(torch.isfinite(train_x).all()):
+        return Probe(None, lambda x: x, num_classes)
+    # The caller may evaluate under torch.inference_mode(); training needs autograd and normal
+    # (non-inference) tensors, so leave it here. Inputs are only read, never saved for backward.
+    with torch.inference_mode(False), torch.enable_grad():
+        transform = standardizer(train_x) if features == "standardized" else (lambda x: x.float())
+        x = transform(train_x)
+        if lr is None:
+            lr = default_lr(optimizer, hidden, x.shape[1])
+        generator = torch.Generator().manual_seed(seed)
+        head = build_head(x.shape[1], hidden, num_classes, generator).to(device)
+        _fit(head, x, train_y, epochs, batch_size, lr, weight_decay, optimizer, generator)
+    return Probe(head, transform, num_classes)
+
+
 def train_probe(
     train_x: Tensor,
     train_y: Tensor,
@@ -160,6 +258,8 @@ def train_probe(
     lr: float | None = None,
     weight_decay: float = 1e-4,
     seed: int = 0,
+    features: str = "standardized",
+    optimizer: str = "adamw",
 ) -> tuple[float, float]:
     """Train a head on frozen features and return its test (top1, top5) as fractions in [0, 1].
 
@@ -171,35 +271,17 @@ def train_probe(
         hidden: hidden widths; () = linear probe, (256, 128, 64) = CLOA's CIFAR-10 FFN.
         epochs: passes over the training set (0 evaluates the initial head).
         batch_size: minibatch size; a training set smaller than it is one full batch per epoch.
-        lr: peak AdamW lr (cosine decay to 0); None = 0.1/sqrt(D) linear, 1e-3 with hidden layers.
-        weight_decay: AdamW's decoupled weight decay.
+        lr: peak lr (cosine decay to 0); None = `default_lr`.
+        weight_decay: weight decay (decoupled for AdamW, L2 for SGD).
         seed: seeds the head's initialisation and the batch order.
+        features: "standardized" (train mean/std) or "raw".
+        optimizer: "adamw" or "sgd" (momentum 0.9).
 
     Runs on ``train_x``'s device. Returns (nan, nan) if a feature is NaN/inf or there is no test
     sample. Raises ValueError for mismatched shapes or an empty labelled set.
     """
     _check_inputs(train_x, train_y, test_x, test_y, num_classes)
-    device = train_x.device
-    train_y = train_y.to(device).long()
-    keep = train_y >= 0
-    train_x, train_y = train_x.detach()[keep], train_y[keep]
-    if train_x.shape[0] == 0:
-        raise ValueError("train_probe got no labelled training sample (every label is < 0).")
-    if batch_size < 1 or epochs < 0:
-        raise ValueError(
-            f"train_probe needs batch_size >= 1 and epochs >= 0, got "
-            f"batch_size={batch_size}, epochs={epochs}."
-        )
-    test_x, test_y = test_x.detach().to(device), test_y.to(device).long()
-    if test_x.shape[0] == 0 or not (torch.isfinite(train_x).all() and torch.isfinite(test_x).all()):
-        return math.nan, math.nan
-    # The caller may evaluate under torch.inference_mode(); training needs autograd and normal
-    # (non-inference) tensors, so leave it here. Inputs are only read, never saved for backward.
-    with torch.inference_mode(False), torch.enable_grad():
-        train_x, test_x = standardize(train_x, test_x)
-        if lr is None:
-            lr = 1e-3 if hidden else 0.1 / math.sqrt(train_x.shape[1])
-        generator = torch.Generator().manual_seed(seed)
-        head = build_head(train_x.shape[1], hidden, num_classes, generator).to(device)
-        _fit(head, train_x, train_y, epochs, batch_size, lr, weight_decay, generator)
-    return _topk_accuracy(head, test_x, test_y, num_classes)
+    probe = fit_probe(train_x, train_y, num_classes, hidden=hidden, epochs=epochs,
+                      batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                      features=features, optimizer=optimizer)
+    return probe.score(test_x, test_y)

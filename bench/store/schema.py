@@ -21,7 +21,11 @@ import pyarrow as pa
 from bench.config import TrialConfig
 from bench.store.errors import StoreError
 
-SCHEMA_VERSION = "1"
+# Version 2 (issue 9): validation-split accuracies `m_val_*` beside the test-split `m_*` ones,
+# `m_num_classes`, `m_eval_epoch` (the epoch whose model a record's metrics describe: earlier
+# than `epoch` for a diverged trial), geometry `m_{h,z}_nvar` and `m_{h,z}_dead`, and the
+# `p_val_fraction`/`p_probe_*` parameters. All nullable: version-1 files read with them null.
+SCHEMA_VERSION = "2"
 
 IDENTITY_FIELDS: tuple[pa.Field, ...] = (
     pa.field("sweep_id", pa.string()),
@@ -43,15 +47,18 @@ CURVE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("label_fraction", pa.float64()),
 )
 
-# Metric keys of a trainer record (CONTRACTS.md, bench/train.py); geometry keys from metrics.py.
+# Metric keys of a trainer record (bench/train.py, bench/evaluation.py); geometry keys from
+# bench/metrics/geometry.py.
 GEOMETRY_KEYS = (
     "total_var", "rankme", "rank95", "align", "uniform", "nc1",
-    "class_cos", "class_cos_centered", "std",
+    "class_cos", "class_cos_centered", "std", "nvar", "dead",
 )  # fmt: skip
 _METRIC_KEYS = (
     "loss", "loss_invariance", "loss_variance", "loss_covariance", "loss_base", "loss_addon",
     "lr", "grad_norm", "images_per_s", "epoch_time_s", "peak_mem_mb",
     "knn_top1", "knn_top5", "linear_top1", "linear_top5", "ffn_top1", "ffn_top5",
+    "val_knn_top1", "val_knn_top5", "val_linear_top1", "val_linear_top5", "val_ffn_top1",
+    "val_ffn_top5", "num_classes", "eval_epoch",
 )  # fmt: skip
 METRIC_COLUMNS: tuple[str, ...] = tuple(f"m_{k}" for k in _METRIC_KEYS) + tuple(
     f"m_{space}_{g}" for space in ("h", "z") for g in GEOMETRY_KEYS

@@ -26,6 +26,8 @@ Distributions: `loguniform {low, high}` (0 < low < high), `uniform {low, high, s
 `int {low, high, step?, log?}` (inclusive), `choice {values}` (numbers, strings or booleans).
 An objective names a metric trials report (`m_` prefix optional), `mode` (default `max` for
 accuracies, required otherwise) and `label_fraction` (default: the largest evaluated one).
+Accuracies are scored on the validation hold-out: `knn_top1` means `m_val_knn_top1` (for the
+objective, for ASHA's pruning and for the best trial), so the test split is never searched on.
 
 How the pieces fit (reference/ray-and-storage.md B.4, B.5, B.6, B.10):
 - OptunaSearch with a seeded `TPESampler` (one objective) or `NSGAIISampler` (several; metric and
@@ -391,12 +393,13 @@ def _check_param_value(src: str, where: str, param: Param, value: Any, base: Tri
 
 
 def reported_metrics(base: TrialConfig) -> tuple[str, ...]:
-    """The metrics a trial's records carry values for (CONTRACTS.md, bench/train.py)."""
+    """The metrics a trial's records carry values for (bench/evaluation.py, bench/train.py)."""
     from bench.losses import loss_info
     from bench.store import METRIC_COLUMNS
 
     terms = tuple(f"m_loss_{t}" for t in loss_info(base.loss).terms)
-    probes = {"m_linear_top1", "m_linear_top5", "m_ffn_top1", "m_ffn_top5"}
+    probes = {f"m_{split}{p}_top{k}" for split in ("", "val_") for p in ("linear", "ffn")
+              for k in (1, 5)}
     known = tuple(m for m in METRIC_COLUMNS if base.probe_epochs > 0 or m not in probes)
     return known + tuple(t for t in terms if t not in known)
 
@@ -445,9 +448,16 @@ def _parse_objective(src: str, where: str, kind: str, spec: Mapping,
         raise ConfigError(f"{src}: key '{where}.metric' has value {show_value(metric)}; name a metric "
                           "such as knn_top1.")
     name = metric if metric.startswith("m_") else f"m_{metric}"
+    # Nothing is selected on test: an accuracy objective is scored on its validation column.
+    if _is_accuracy(name) and not name.startswith("m_val_"):
+        name = "m_val_" + name[len("m_"):]
+    if name.startswith("m_val_") and base.val_fraction <= 0:
+        raise ConfigError(f"{src}: key '{where}.metric' has value {metric!r}, an accuracy, which "
+                          "is scored on the validation split, but base.val_fraction is 0; set "
+                          "val_fraction > 0 (e.g. 0.1).")
     known = reported_metrics(base)
     if name not in known:
-        if name in ("m_linear_top1", "m_linear_top5", "m_ffn_top1", "m_ffn_top5"):
+        if name.startswith(("m_linear_", "m_ffn_", "m_val_linear_", "m_val_ffn_")):
             why = " because base.probe_epochs is 0 (no probe is trained); set probe_epochs > 0."
         else:
             close = difflib.get_close_matches(name, known, n=2)

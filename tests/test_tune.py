@@ -158,6 +158,9 @@ BAD_SEARCHES = {
     "asha with two objectives": (
         with_search(objective=[{"metric": "knn_top1"}, {"metric": "z_rankme", "mode": "max"}]),
         ["'search.asha'", "multi-objective"]),
+    "an accuracy objective without a validation split": (
+        with_search(objective={"metric": "knn_top1"}),
+        ["'search.objective.metric'", "'knn_top1'", "validation", "val_fraction"]),
     "missing mode of a non-accuracy metric": (
         with_search(objective={"metric": "h_rankme"}, asha=None),
         ["'search.objective.mode'", "None"]),
@@ -168,7 +171,8 @@ BAD_SEARCHES = {
 def test_bad_search_exits_2_with_one_sentence_and_leaves_the_study(case, existing_study, tmp_path,
                                                                    capsys):
     search, needles = BAD_SEARCHES[case]
-    base = {"probe_epochs": 0} if case == "probe metric without probes" else None
+    base = {"probe metric without probes": {"probe_epochs": 0},
+            "an accuracy objective without a validation split": {"val_fraction": 0.0}}.get(case)
     space = write_yaml(tmp_path / "spaces", "bad", search, base=base)
     before = existing_study.read_bytes()
     code = main(["tune", str(space), "--plugin", str(PLUGIN), "--resume",
@@ -317,7 +321,8 @@ def test_a_search_completes_and_repeats_its_suggestions_with_the_same_seed(twin_
         assert rows["p_lr"].iloc[0] == pytest.approx(t.params["lr"])
         if t.state == optuna.trial.TrialState.COMPLETE:
             assert rows["final"].iloc[-1] and rows["epoch"].iloc[-1] == 3
-            assert t.value == pytest.approx(rows["m_knn_top1"].iloc[-1])
+            # Scored on the validation hold-out, never on test.
+            assert t.value == pytest.approx(rows["m_val_knn_top1"].iloc[-1])
         else:  # stopped by ASHA before its last epoch
             assert rows["epoch"].max() < 3 and not rows["final"].any()
 

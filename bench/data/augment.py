@@ -350,17 +350,33 @@ class ImageTwoViews:
         return out[:n], out[n:]
 
 
-class VectorTwoViews:
-    """CLOA section 3: each view is the vector times a random sign plus N(0, noise^2) noise."""
+SIGN_FLIPS = ("random", "always")
 
-    def __init__(self, noise: float) -> None:
-        self.noise = noise
+
+class VectorTwoViews:
+    """CLOA section 3: each view is the vector times a sign plus N(0, noise^2) noise.
+
+    `sign_flip="always"` is the paper's wording ("each vector is processed by multiplying by -1
+    and adding random Gaussian noise", CLOA section 3): both views are -x + noise, so a positive
+    pair never straddles the origin. `"random"` (the harness's earlier default) draws the sign of
+    each view independently, so half of the positive pairs are x and -x: a harder task whose
+    solution is a representation that ignores the sign (the rank-1 lines the paper describes).
+    """
+
+    def __init__(self, noise: float, sign_flip: str = "random") -> None:
+        if sign_flip not in SIGN_FLIPS:
+            raise ConfigError(f"config key 'dataset_params.sign_flip' has value {sign_flip!r}; it "
+                              f"must be one of {SIGN_FLIPS}.")
+        self.noise, self.sign_flip = noise, sign_flip
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         _check_generator(x, generator)
         n = len(x)
         x = torch.cat([x.float(), x.float()])
-        sign = torch.where(_rand(2 * n, generator) < 0.5, -1.0, 1.0).to(x.dtype)
+        if self.sign_flip == "always":
+            sign = torch.full((2 * n,), -1.0, device=x.device, dtype=x.dtype)
+        else:
+            sign = torch.where(_rand(2 * n, generator) < 0.5, -1.0, 1.0).to(x.dtype)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
         v = sign.view(-1, *([1] * (x.dim() - 1))) * x + self.noise * noise
         return v[:n], v[n:]
@@ -390,7 +406,8 @@ def build_augment(preset: str | ImageAugment, dataset: Dataset) -> TwoViews:
         if preset != "auto":
             raise ConfigError(f"config key 'augment' has value {preset!r}, an image preset, but "
                               f"dataset {dataset.name!r} is vector data; use 'auto' or 'none'.")
-        return VectorTwoViews(float(dataset.params.get("view_noise", 0.1)))
+        return VectorTwoViews(float(dataset.params.get("view_noise", 0.1)),
+                              str(dataset.params.get("sign_flip", "random")))
     else:
         spec = PRESETS["simclr" if preset == "auto" else preset]
     if dataset.kind != "image":

@@ -3,7 +3,8 @@
 Source: Li et al., "CLOA" (seeds/002), section 3 and Table 2: "three clusters of points within a 3D
 unit ball", each cluster a line through the origin (a rank-1 linear subspace) perturbed by Gaussian
 noise; two points of one cluster pointing in opposite directions are still "close". Views are made
-by a sign flip plus Gaussian noise (see `bench.data.augment.VectorTwoViews`).
+by a sign flip plus Gaussian noise (see `bench.data.augment.VectorTwoViews`; `sign_flip` says
+whether every view is flipped, as the paper writes, or each at random).
 
 The paper gives neither the noise level nor the sample count; the defaults here are ours and are
 recorded in every trial's `dataset_params`. Each sample is `a * u_c + noise * eps` with `u_c` the
@@ -35,6 +36,7 @@ def load_synthetic_subspaces(
     m: int = 3,
     noise: float = 0.05,
     view_noise: float = 0.1,
+    sign_flip: str = "random",
     n_train: int = 3000,
     n_test: int = 1000,
     seed: int = 0,
@@ -49,6 +51,8 @@ def load_synthetic_subspaces(
     for key, v in (("n_train", n_train), ("n_test", n_test)):
         check_param(name, key, v, _is_int(v) and v >= k, f"an integer >= k ({k})")
     check_param(name, "seed", seed, _is_int(seed), "an integer")
+    check_param(name, "sign_flip", sign_flip, sign_flip in ("random", "always"),
+                "'random' (each view's sign drawn at random) or 'always' (CLOA: -x + noise)")
 
     g = torch.Generator().manual_seed(seed)
     directions = torch.randn(k, m, generator=g, dtype=torch.float64)
@@ -63,6 +67,6 @@ def load_synthetic_subspaces(
 
     train_x, train_y = draw(n_train)
     test_x, test_y = draw(n_test)
-    params = dict(k=k, m=m, noise=noise, view_noise=view_noise, n_train=n_train, n_test=n_test,
-                  seed=seed)
+    params = dict(k=k, m=m, noise=noise, view_noise=view_noise, sign_flip=sign_flip,
+                  n_train=n_train, n_test=n_test, seed=seed)
     return Dataset(name, "vector", train_x, train_y, test_x, test_y, num_classes=k, params=params)

@@ -217,6 +217,18 @@ def test_vector_views_are_sign_flips_plus_noise():
     assert torch.equal(build_augment("none", d)(x, torch.Generator())[0], x)
 
 
+def test_sign_flip_always_flips_every_view_as_the_paper_says():
+    d = load_dataset("synthetic_subspaces", n_train=2000, n_test=10, view_noise=0.05,
+                     sign_flip="always")
+    x = d.train_x
+    v1, v2 = build_augment("auto", d)(x, torch.Generator().manual_seed(0))
+    for v in (v1, v2):
+        resid = v + x  # -x + noise
+        assert abs(float(resid.std()) - 0.05) < 0.005 and abs(float(resid.mean())) < 0.005
+    with pytest.raises(ConfigError, match=r"'dataset_params.sign_flip' has value 'sometimes'"):
+        load_dataset("synthetic_subspaces", n_train=10, n_test=10, sign_flip="sometimes")
+
+
 def test_bad_presets_are_config_errors():
     d = load_dataset("synthetic_subspaces", n_train=10, n_test=10)
     with pytest.raises(ConfigError, match=r"'augment' has value 'simclr'.*vector data"):

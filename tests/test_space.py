@@ -219,6 +219,12 @@ BAD = [
         "name: x\nbase: {dataset: synthetic_subspaces, augment: simclr}\n",
         ["'base.augment'", "'simclr'", "vectors"],
     ),
+    ("name: x\nbase: {val_fraction: 0.5}\n", ["'base.val_fraction'", "0.5", "[0, 0.5)"]),
+    ("name: x\ngrid: {val_fraction: [0.1, -0.2]}\n", ["'grid.val_fraction'", "-0.2"]),
+    ("name: x\nbase: {probe_features: whitened}\n", ["'base.probe_features'", "'whitened'"]),
+    ("name: x\nbase: {probe_optimizer: lbfgs}\n", ["'base.probe_optimizer'", "'lbfgs'"]),
+    ("name: x\nbase: {probe_lr: -1}\n", ["'base.probe_lr'", "-1"]),
+    ("name: x\nbase: {probe_batch_size: 0}\n", ["'base.probe_batch_size'", "value 0;"]),
     (
         "name: x\nper_dataset: {cifar10: {epochs: 3}}\n",
         ["'per_dataset.cifar10'", "not in the sweep"],

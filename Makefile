@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: test demo lint venv clean
+.PHONY: test demo reproduce lint venv clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -26,6 +26,18 @@ demo: $(STAMP)
 	$(BIN)/bench sweep $(DEMO_SPACE) --storage results/demo --resume
 	$(BIN)/bench results results/demo --sweep-id $$($(BIN)/bench sweep $(DEMO_SPACE) --print-id)
 	$(BIN)/bench report results/demo --sweep-id $$($(BIN)/bench sweep $(DEMO_SPACE) --print-id) --out reports/demo
+
+# The harness's verdict on CLOA's over-fusion claim (reports/FINDINGS.md): four sweeps on the
+# embedded local Ray, each resumable, then one report per sweep in reports/<space>/. Not part of
+# `make test` or CI: about an hour on 2 CPU cores.
+REPRODUCE_SPACES := cloa_collapse_synthetic cloa_collapse_digits cloa_collapse_ablations cloa_collapse_temperature
+reproduce: $(STAMP)
+	set -e; for space in $(REPRODUCE_SPACES); do \
+	  yaml=search_spaces/$$space.yaml; \
+	  $(BIN)/bench sweep $$yaml --storage results/reproduce --resume; \
+	  id=$$($(BIN)/bench sweep $$yaml --print-id); \
+	  $(BIN)/bench report results/reproduce --sweep-id $$id --out reports/$$space; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench tests benchmarks

@@ -550,7 +550,7 @@ def _param_suggestion(name: str, known: Iterable[str]) -> str:
 
 
 def _check_loss_params(src: str, loss: str, params: Sequence[tuple[str, tuple]]) -> None:
-    from bench.losses import loss_info
+    from bench.losses import build_loss, loss_info
 
     known = dict(loss_info(loss).params)
     for pname, _values in params:
@@ -560,6 +560,25 @@ def _check_loss_params(src: str, loss: str, params: Sequence[tuple[str, tuple]])
                 f"{src}: key 'loss_params.{loss}.{pname}' is not a parameter of "
                 f"loss {loss!r}; {extra}."
             )
+    # Values: build the loss once per value (the other parameters at their defaults), so that a
+    # value the loss rejects (an unknown reduction, a temperature <= 0) stops the sweep here,
+    # before Ray starts. A loss that does not build even with its defaults in this stand-in
+    # context (a plugin that needs the real dataset) is left to the trial's own check.
+    context = {"num_classes": 2, "dim": 2, "seed": 0}
+    try:
+        build_loss(loss, **context)
+    except Exception:  # any failure here is not about the values being checked
+        return
+    for pname, values in params:
+        for value in values:
+            try:
+                build_loss(loss, **context, **{pname: value})
+            except (ValueError, TypeError) as exc:
+                reason = re.sub(r"^[\w+]+: ", "", str(exc))
+                raise ConfigError(
+                    f"{src}: key 'loss_params.{loss}.{pname}' has value {show_value(value)}; "
+                    f"{reason}"
+                ) from None
 
 
 def _check_dataset(src: str, where: str, ds: Any) -> None:

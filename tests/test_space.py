@@ -203,6 +203,14 @@ BAD = [
         "name: x\ngrid: {loss: [infonce]}\nloss_params: {vicreg: {eps: 1.0e-4}}\n",
         ["'loss_params.vicreg'", "not in the sweep"],
     ),
+    (
+        "name: x\ngrid: {loss: [cloa+infonce]}\nloss_params: {cloa+infonce: {reduction: mean}}\n",
+        ["'loss_params.cloa+infonce.reduction'", "value 'mean'", "'batch', 'labelled' or 'sum'"],
+    ),
+    (
+        "name: x\ngrid: {loss: [infonce]}\nloss_params: {infonce: {temperature: [0.1, -1]}}\n",
+        ["'loss_params.infonce.temperature'", "value -1", "> 0"],
+    ),
     ("name: x\ngrid: {dataset: [digit]}\n", ["'grid.dataset'", "'digit'", "did you mean 'digits'"]),
     ("name: x\nbase: {label_fractions: [0.1]}\n", ["'base.label_fractions'", "'label_fraction'"]),
     ("name: x\nbase: {batch_size: 1}\n", ["'base.batch_size'", "value 1;"]),
@@ -302,6 +310,22 @@ def test_dry_run_prints_counts_and_writes_nothing(tmp_path, capsys, monkeypatch)
     out = capsys.readouterr().out
     assert "4 grid points -> 3 trials" in out and "sweep id dry-" in out
     assert not (tmp_path / "out").exists() and not (tmp_path / "results").exists()
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_bad_addon_reduction_exits_2_before_ray(tmp_path, capsys, dry_run):
+    path = write(
+        tmp_path,
+        "name: bad\ngrid: {loss: [clop+infonce]}\n"
+        "loss_params: {clop+infonce: {reduction: [labelled, per_sample]}}\n",
+        "bad.yaml",
+    )
+    out = tmp_path / "out"
+    argv = ["sweep", str(path), "--storage", str(out)] + (["--dry-run"] if dry_run else [])
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "'loss_params.clop+infonce.reduction'" in err and "'per_sample'" in err
+    assert err.count("\n") == 1 and not out.exists()
 
 
 def test_bad_space_exits_2_and_writes_nothing(tmp_path, capsys):

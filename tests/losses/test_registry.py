@@ -54,7 +54,7 @@ def test_every_built_in_cites_paper_and_reference(name: str) -> None:
 def test_composite_info() -> None:
     info = loss_info("cloa+infonce")
     assert info.name == "cloa+infonce" and info.uses_labels and info.kind == "composite"
-    assert info.params == {"temperature": 0.5, "addon_weight": 1.0}
+    assert info.params == {"temperature": 0.5, "addon_weight": 1.0, "reduction": "batch"}
     assert info.terms == ("base", "addon")
     assert "SimCLR" in info.paper and "CLOA" in info.paper
 

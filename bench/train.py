@@ -34,7 +34,7 @@ from bench.data.split import masked_labels
 from bench.evaluation import Evaluator, empty_eval
 from bench.losses import build_loss, loss_info
 from bench.models import build_encoder
-from bench.optim import build_optimizer, lr_at
+from bench.optim import build_optimizer, lr_at, trainable_parameters
 
 Record = dict[str, Any]
 FINITE_CHECK_EVERY = 25  # steps between host syncs that look for a non-finite loss
@@ -105,7 +105,10 @@ class Trial:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(cfg.loss, num_classes=ds.num_classes, dim=self.encoder.embed_dim,
                                   seed=cfg.seed, **dict(cfg.loss_params)).to(device)
-        self.optimizer = build_optimizer(cfg, self.encoder)
+        # A loss may own trainable parameters (ce's classifier): optimised, clipped and
+        # checkpointed with the encoder's.
+        self.optimizer = build_optimizer(cfg, self.encoder, self.loss_fn)
+        self.params = trainable_parameters(self.encoder, self.loss_fn)
         self.step_fn: Callable[[Tensor, Tensor], Tensor] = self._forward_loss
         if cfg.compile:
             self.step_fn = torch.compile(self._forward_loss)
@@ -123,6 +126,7 @@ class Trial:
         return {
             "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed,
             "encoder": _cpu_copy(self.encoder.state_dict()),
+            "loss": _cpu_copy(self.loss_fn.state_dict()),
             "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "generator": self.gen.get_state().cpu(),
             "trial_id": self.cfg.trial_id(),
@@ -132,6 +136,8 @@ class Trial:
         if state.get("trial_id") != self.cfg.trial_id():
             raise ValueError("resume_state belongs to a different trial config; refusing to resume.")
         self.encoder.load_state_dict(state["encoder"])
+        if "loss" in state:  # checkpoints written before losses could own state have none
+            self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generator"])
         self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
@@ -167,7 +173,7 @@ class Trial:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-            grad_sum += nn.utils.clip_grad_norm_(self.encoder.parameters(), clip).float()
+            grad_sum += nn.utils.clip_grad_norm_(self.params, clip).float()
             self.optimizer.step()
             loss_sum += loss.detach().float()
             for name, value in getattr(self.loss_fn, "last_terms", {}).items():

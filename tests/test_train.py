@@ -87,15 +87,47 @@ def test_time_budget_gives_timeout():
     assert math.isfinite(summary.records[-1]["m_knn_top1"])  # still evaluated
 
 
-def test_resume_from_a_checkpoint_continues_exactly():
-    full = run_trial(synth(epochs=3)).records
+@pytest.mark.parametrize("loss", ["infonce", "ce"])  # ce owns parameters: they resume too
+def test_resume_from_a_checkpoint_continues_exactly(loss):
+    full = run_trial(synth(epochs=3, loss=loss)).records
     states = []
-    run_trial(synth(epochs=3), on_checkpoint=states.append)
+    run_trial(synth(epochs=3, loss=loss), on_checkpoint=states.append)
     assert [s["epoch"] for s in states] == [1, 2, 3]
     state = torch.load(_roundtrip(states[0]), weights_only=False)
-    resumed = run_trial(synth(epochs=3), resume_state=state).records
+    resumed = run_trial(synth(epochs=3, loss=loss), resume_state=state).records
     assert [r["epoch"] for r in resumed] == [2, 2, 3, 3]
     assert _same(_strip(resumed), _strip(full[2:]))
+
+
+def test_loss_parameters_are_optimised_clipped_and_checkpointed():
+    trial = prepare_trial(synth(loss="ce", epochs=1, grad_clip=1.0))
+    weight = trial.loss_fn.classifier.weight
+    optimised = {id(p) for group in trial.optimizer.param_groups for p in group["params"]}
+    assert id(weight) in optimised and any(p is weight for p in trial.params)
+    before = weight.detach().clone()
+    states = []
+    trial.run(on_checkpoint=states.append)
+    assert not torch.equal(before, weight.detach())  # trained
+    assert torch.equal(states[-1]["loss"]["classifier.weight"], weight.detach().cpu())
+
+
+# Digits, MLP backbone whose 8-d output is what ce classifies (projector []), labels of 10% of
+# the training set (~144 samples). Measured kNN top-1 (k=20, bank = the same 10%): ce 0.886 /
+# 0.892 (seeds 0 / 1) against 0.497 / 0.539 for the same encoder untrained (a loss that learns
+# nothing); a narrow backbone keeps random features far from the threshold (with 128-d random
+# features kNN already reaches 0.85 on digits).
+DIGITS_CE = dict(
+    dataset="digits", backbone="mlp", mlp_hidden=(64, 8), projector=(), augment="none",
+    loss="ce", pretrain_label_fraction=0.1, label_fractions=(0.1,), epochs=20, batch_size=64,
+    lr=0.05, device="cpu", probe_epochs=0, geometry_samples=128, knn_k=20,
+)
+
+
+def test_ce_learns_digits_from_ten_percent_of_the_labels():
+    trained = run_trial(TrialConfig(**DIGITS_CE)).records[-1]
+    untrained = run_trial(TrialConfig(**{**DIGITS_CE, "lr": 1e-9, "epochs": 1})).records[-1]
+    assert trained["m_knn_top1"] > 0.7 > untrained["m_knn_top1"]
+    assert trained["m_loss"] < 0.1  # the labelled samples are fitted
 
 
 def _roundtrip(state):

@@ -19,7 +19,7 @@ from bench.losses import (
 )
 from bench.losses.infonce import InfoNCELoss
 
-BUILT_IN = ["barlow_twins", "dcl", "dclw", "infonce", "simo", "supcon", "vicreg"]
+BUILT_IN = ["barlow_twins", "ce", "dcl", "dclw", "infonce", "simo", "supcon", "vicreg"]
 
 
 def test_list_losses_is_sorted_and_has_no_composites() -> None:

@@ -287,7 +287,7 @@ def test_demo_space_covers_every_loss_dataset_and_axis():
     built_in = {n for n in list_losses() if loss_info(n).source == "built-in"}
     # Losses added on the issue-9 losses branch; demo.yaml gains them with the issue's search
     # spaces (search_spaces/ is edited there): then this allowance goes.
-    not_yet = {"ce"}
+    not_yet = {"ce", "simo_pairs"}
     assert built_in - not_yet <= losses
     assert {"cloa+infonce", "clop+infonce", "cloa+vicreg", "clop+vicreg"} <= losses
     assert {t.dataset for t in trials} == {"digits", "synthetic_subspaces"}

@@ -24,6 +24,7 @@ from bench.losses import (  # noqa: F401
     dcl,
     infonce,
     simo,
+    simo_pairs,
     supcon,
     vicreg,
 )

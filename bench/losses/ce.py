@@ -71,7 +71,9 @@ class CrossEntropyLoss(nn.Module):
         1.0986
     """
 
-    def __init__(self, num_classes: int | None = None, dim: int | None = None, seed: int = 0) -> None:
+    def __init__(
+        self, num_classes: int | None = None, dim: int | None = None, seed: int = 0
+    ) -> None:
         super().__init__()
         k, d = _positive_int("ce", "num_classes", num_classes), _positive_int("ce", "dim", dim)
         self.classifier = nn.Linear(d, k)

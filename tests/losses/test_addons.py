@@ -168,7 +168,11 @@ def test_label_out_of_range_and_wrong_dim_are_errors() -> None:
 def test_composite_info_and_terms() -> None:
     info = loss_info("clop+vicreg")
     assert info.uses_labels and info.kind == "composite"
-    assert info.params == {**loss_info("vicreg").params, "addon_weight": 1.0, "reduction": "labelled"}
+    assert info.params == {
+        **loss_info("vicreg").params,
+        "addon_weight": 1.0,
+        "reduction": "labelled",
+    }
     assert info.terms == ("base", "addon", "invariance", "variance", "covariance")
     loss = build_loss("clop+vicreg", num_classes=K, dim=8)
     z1, z2, labels = views(6, 8, num_classes=K)

@@ -50,7 +50,10 @@ def test_no_labels_is_exactly_zero_with_zero_gradients(labels: str | None) -> No
 
 
 def test_classifier_is_a_trainable_parameter_drawn_from_the_seed() -> None:
-    a, b = build_loss("ce", num_classes=K, dim=8, seed=3), build_loss("ce", num_classes=K, dim=8, seed=3)
+    a, b = (
+        build_loss("ce", num_classes=K, dim=8, seed=3),
+        build_loss("ce", num_classes=K, dim=8, seed=3),
+    )
     names = {n for n, p in a.named_parameters() if p.requires_grad}
     assert names == {"classifier.weight", "classifier.bias"}
     assert torch.equal(a.classifier.weight, b.classifier.weight)
@@ -67,7 +70,9 @@ def test_only_labelled_samples_matter() -> None:
     unlabelled = labels < 0
     moved1[unlabelled] += 5.0
     moved2[unlabelled] -= 3.0
-    assert loss(z1, z2, labels).item() == pytest.approx(loss(moved1, moved2, labels).item(), rel=1e-12)
+    assert loss(z1, z2, labels).item() == pytest.approx(
+        loss(moved1, moved2, labels).item(), rel=1e-12
+    )
 
 
 @pytest.mark.parametrize(("num_classes", "dim"), [(None, 8), (4, None), (0, 8), (4, 2.5)])

@@ -19,7 +19,7 @@ from bench.losses import (
 )
 from bench.losses.infonce import InfoNCELoss
 
-BUILT_IN = ["barlow_twins", "ce", "dcl", "dclw", "infonce", "simo", "supcon", "vicreg"]
+BUILT_IN = ["barlow_twins", "ce", "dcl", "dclw", "infonce", "simo", "simo_pairs", "supcon", "vicreg"]
 
 
 def test_list_losses_is_sorted_and_has_no_composites() -> None:
@@ -115,6 +115,9 @@ OUT_OF_RANGE = [
     ("simo", "eps", 0.0, "> 0"),
     ("simo", "olean", 0.5, ">= 0 and < 0.5"),
     ("simo", "olean", -0.1, ">= 0 and < 0.5"),
+    ("simo_pairs", "eps", 0.0, "> 0"),
+    ("simo_pairs", "olean", 0.5, ">= 0 and < 0.5"),
+    ("cloa+infonce", "reduction", "mean", "one of 'batch', 'labelled' or 'sum'"),
     ("cloa+infonce", "addon_weight", -1.0, ">= 0"),
 ]
 

@@ -26,10 +26,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.config import TrialConfig
+from bench.config import ConfigError, TrialConfig
 from bench.data import Dataset, load_dataset
 from bench.data.augment import build_augment
-from bench.data.loader import DeviceBatches
+from bench.data.loader import ClassBatches, DeviceBatches
 from bench.data.split import masked_labels
 from bench.evaluation import Evaluator, empty_eval
 from bench.losses import build_loss, loss_info
@@ -114,12 +114,27 @@ class Trial:
             self.step_fn = torch.compile(self._forward_loss)
         self.augment = build_augment(cfg.augment, ds)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
-        self.batches = DeviceBatches(n_train, cfg.batch_size, device, self.gen, drop_last=True)
+        self.batches: DeviceBatches | ClassBatches = self._batches(n_train, fraction)
         self.evaluator = Evaluator(cfg, ds, self.train_x, self.test_x, device, self.amp)
         self.epoch = 0
         self.step = 0
         self.elapsed = 0.0  # wall time of earlier attempts, so time_s continues after a resume
         self.total_steps = cfg.epochs * len(self.batches)
+
+    def _batches(self, n_train: int, fraction: float) -> DeviceBatches | ClassBatches:
+        """The batch sampler; "class" draws from the samples whose labels the loss may see, with
+        as many steps per epoch as the random sampler (an epoch is the same compute for all)."""
+        cfg, steps = self.cfg, n_train // self.cfg.batch_size
+        if cfg.batch_sampler == "random":
+            return DeviceBatches(n_train, cfg.batch_size, self.device, self.gen, drop_last=True)
+        if not self.uses_labels:
+            raise ConfigError(
+                f"config key 'batch_sampler' has value 'class', but loss {cfg.loss!r} uses no "
+                "labels; class-structured batches need a loss that does (e.g. simo, supcon, ce)."
+            )
+        assert cfg.classes_per_batch is not None  # TrialConfig validation
+        return ClassBatches(self.loss_labels, cfg.batch_size, cfg.classes_per_batch, steps,
+                            self.gen, fraction)
 
     # --- resume -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:

@@ -22,6 +22,10 @@ SYNTH = dict(
 )
 
 
+# SimO's class-structured batches: P = 2 of the 3 classes x K = 16 labelled samples each.
+CLASS_BATCHES = dict(loss="simo", batch_sampler="class", classes_per_batch=2, batch_size=32)
+
+
 def synth(**changes) -> TrialConfig:
     return TrialConfig(**{**SYNTH, **changes})
 
@@ -87,14 +91,17 @@ def test_time_budget_gives_timeout():
     assert math.isfinite(summary.records[-1]["m_knn_top1"])  # still evaluated
 
 
-@pytest.mark.parametrize("loss", ["infonce", "ce"])  # ce owns parameters: they resume too
-def test_resume_from_a_checkpoint_continues_exactly(loss):
-    full = run_trial(synth(epochs=3, loss=loss)).records
+# ce owns parameters, and class batches are drawn from the trial's generator: both resume too.
+@pytest.mark.parametrize(
+    "changes", [{}, {"loss": "ce"}, CLASS_BATCHES], ids=["infonce", "ce", "simo_class"]
+)
+def test_resume_from_a_checkpoint_continues_exactly(changes):
+    full = run_trial(synth(epochs=3, **changes)).records
     states = []
-    run_trial(synth(epochs=3, loss=loss), on_checkpoint=states.append)
+    run_trial(synth(epochs=3, **changes), on_checkpoint=states.append)
     assert [s["epoch"] for s in states] == [1, 2, 3]
     state = torch.load(_roundtrip(states[0]), weights_only=False)
-    resumed = run_trial(synth(epochs=3, loss=loss), resume_state=state).records
+    resumed = run_trial(synth(epochs=3, **changes), resume_state=state).records
     assert [r["epoch"] for r in resumed] == [2, 2, 3, 3]
     assert _same(_strip(resumed), _strip(full[2:]))
 
@@ -154,11 +161,43 @@ def test_batch_larger_than_training_set_is_bad_input():
 @pytest.mark.parametrize(
     ("changes", "key"),
     [({"label_fractions": (0.0,)}, "label_fraction"), ({"label_fractions": (1.5,)}, "label_fraction"),
-     ({"lr": -1.0}, "lr"), ({"optimizer": "adam9"}, "optimizer"), ({"batch_size": 1}, "batch_size")],
+     ({"lr": -1.0}, "lr"), ({"optimizer": "adam9"}, "optimizer"), ({"batch_size": 1}, "batch_size"),
+     ({"batch_sampler": "classes"}, "batch_sampler"),
+     ({"batch_sampler": "class"}, "classes_per_batch"),
+     ({"batch_sampler": "class", "classes_per_batch": 5}, "classes_per_batch"),
+     ({"batch_sampler": "class", "classes_per_batch": 0}, "classes_per_batch"),
+     ({"classes_per_batch": 4}, "classes_per_batch"),
+     ({"batch_sampler": "class", "classes_per_batch": 4, "pretrain_label_fraction": 0.0},
+      "pretrain_label_fraction")],
 )
 def test_bad_config_values_name_the_key(changes, key):
-    with pytest.raises(ConfigError, match=key):
+    with pytest.raises(ConfigError, match=key) as info:
         synth(**changes)
+    assert "\n" not in str(info.value)
+
+
+
+def test_class_batches_feed_the_loss_p_classes_of_labelled_samples():
+    trial = prepare_trial(synth(**CLASS_BATCHES))
+    assert len(trial.batches) == 512 // 32  # as many steps per epoch as the random sampler
+    for idx in trial.batches:
+        y = trial.loss_labels[idx].reshape(2, 16)
+        assert (y >= 0).all() and (y == y[:, :1]).all() and y[0, 0] != y[1, 0]
+    summary = trial.run()
+    assert summary.status == "done" and math.isfinite(summary.records[-1]["m_knn_top1"])
+
+
+@pytest.mark.parametrize(
+    ("changes", "needles"),
+    [({"loss": "infonce"}, ["'batch_sampler'", "'infonce' uses no labels"]),
+     ({"classes_per_batch": 4}, ["'classes_per_batch' has value 4", "only 3 classes"]),
+     ({"batch_size": 64, "classes_per_batch": 2}, ["32 samples of each class", "labels of 10%"])],
+)
+def test_class_batches_that_the_data_cannot_give_are_bad_input(changes, needles):
+    with pytest.raises(ConfigError) as info:
+        prepare_trial(synth(**{**CLASS_BATCHES, **changes}))
+    for needle in needles:
+        assert needle in str(info.value), str(info.value)
 
 
 def test_cli_run_writes_json_and_rejects_bad_input(tmp_path, capsys):

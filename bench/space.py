@@ -238,7 +238,9 @@ def parse_space(data: Any, source: str = "search space", default_name: str = "sw
     )
     _validate_values(space)
     # Build every TrialConfig: any remaining bad value surfaces here, named with its cell.
-    _check_dataset_params(space, grid_points(space))
+    points = grid_points(space)
+    _check_dataset_params(space, points)
+    _check_batch_sampler(space, points)
     return space
 
 
@@ -591,6 +593,19 @@ def _check_dataset(src: str, where: str, ds: Any) -> None:
         raise ConfigError(
             f"{src}: key {where!r} has value {show_value(ds)}, which is not a known dataset; {extra}."
         )
+
+
+def _check_batch_sampler(space: Space, points: Sequence[TrialConfig]) -> None:
+    """Class-structured batches draw labelled samples: a loss that uses no labels cannot have them."""
+    from bench.losses import loss_info
+
+    for loss in dict.fromkeys(c.loss for c in points if c.batch_sampler == "class"):
+        if not loss_info(loss).uses_labels:
+            raise ConfigError(
+                f"{space.source}: key {_where(space, 'batch_sampler')!r} has value 'class', but "
+                f"loss {loss!r} uses no labels; class-structured batches need a loss that does "
+                "(put such losses in a sweep of their own)."
+            )
 
 
 def _check_dataset_params(space: Space, points: Sequence[TrialConfig]) -> None:

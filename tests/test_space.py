@@ -211,6 +211,15 @@ BAD = [
         "name: x\ngrid: {loss: [infonce]}\nloss_params: {infonce: {temperature: [0.1, -1]}}\n",
         ["'loss_params.infonce.temperature'", "value -1", "> 0"],
     ),
+    (
+        "name: x\nbase: {batch_sampler: class, classes_per_batch: 8}\n"
+        "grid: {loss: [simo, infonce]}\n",
+        ["'base.batch_sampler'", "value 'class'", "'infonce' uses no labels"],
+    ),
+    (
+        "name: x\nbase: {batch_sampler: class, classes_per_batch: 5, batch_size: 64}\n",
+        ["'base.classes_per_batch'", "value 5", "divisor of batch_size (64)"],
+    ),
     ("name: x\ngrid: {dataset: [digit]}\n", ["'grid.dataset'", "'digit'", "did you mean 'digits'"]),
     ("name: x\nbase: {label_fractions: [0.1]}\n", ["'base.label_fractions'", "'label_fraction'"]),
     ("name: x\nbase: {batch_size: 1}\n", ["'base.batch_size'", "value 1;"]),

@@ -25,6 +25,7 @@ PROBE_OPTIMIZERS = ("adamw", "sgd")
 SCHEDULES = ("cosine", "constant")
 LR_SCALINGS = ("absolute", "per256")
 DEVICES = ("auto", "cpu", "cuda")
+BATCH_SAMPLERS = ("random", "class")
 
 
 class ConfigError(ValueError):
@@ -76,6 +77,11 @@ class TrialConfig:
     epochs: int = 10
     batch_size: int = 256
     grad_clip: float | None = None
+    # batches: "random" = slices of a random permutation of the training set; "class" = P =
+    # classes_per_batch classes x batch_size / P samples each, drawn every step from the samples
+    # whose labels the loss may see (the SimO authors' batches; needs a loss that uses labels)
+    batch_sampler: str = "random"
+    classes_per_batch: int | None = None  # P, only with batch_sampler "class"
     # evaluation
     eval_every: int = 1
     knn_k: int = 200
@@ -208,3 +214,17 @@ def _validate(c: TrialConfig) -> None:
     for key in ("mlp_hidden", "projector") + (("ffn_hidden",) if c.ffn_hidden else ()):
         for w in getattr(c, key):
             _check(isinstance(w, int) and w >= 1, key, getattr(c, key), "a list of widths >= 1")
+    _check(c.batch_sampler in BATCH_SAMPLERS, "batch_sampler", c.batch_sampler,
+           f"one of {BATCH_SAMPLERS}")
+    p = c.classes_per_batch
+    if c.batch_sampler == "class":
+        _check(isinstance(p, int) and not isinstance(p, bool) and p >= 1, "classes_per_batch", p,
+               "an integer >= 1 with batch_sampler 'class' (the classes in each batch)")
+        _check(c.batch_size % p == 0, "classes_per_batch", p,
+               f"a divisor of batch_size ({c.batch_size}), so that each class gets batch_size / "
+               "classes_per_batch samples")
+        _check(c.pretrain_label_fraction != 0, "pretrain_label_fraction",
+               c.pretrain_label_fraction,
+               "> 0 with batch_sampler 'class' (it draws labelled samples)")
+    else:
+        _check(p is None, "classes_per_batch", p, "null unless batch_sampler is 'class'")

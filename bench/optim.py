@@ -13,32 +13,49 @@ from torch import nn
 from bench.config import TrialConfig
 
 
-def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+def trainable_parameters(*modules: nn.Module) -> list[nn.Parameter]:
+    """The parameters of `modules` that require grad, each once, in module order.
+
+    A trial trains the encoder and, after it, the loss module's own parameters (a loss may own
+    some: `ce`'s linear classifier); the same list is what gradient clipping covers.
+    """
+    seen: set[int] = set()
+    params = []
+    for module in modules:
+        for p in module.parameters():
+            if p.requires_grad and id(p) not in seen:
+                seen.add(id(p))
+                params.append(p)
+    return params
+
+
+def _param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict]:
     """Biases and norm weights (1-d tensors) get no weight decay, as in SimCLR/BYOL recipes."""
     decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (no_decay if p.ndim <= 1 else decay).append(p)
+    for p in params:
+        (no_decay if p.ndim <= 1 else decay).append(p)
     return [
         {"params": decay, "weight_decay": weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
 
 
-def build_optimizer(cfg: TrialConfig, model: nn.Module) -> torch.optim.Optimizer:
+def build_optimizer(cfg: TrialConfig, *modules: nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of every trainable parameter of `modules` (the encoder, then the loss)."""
     lr = cfg.effective_lr
+    params = trainable_parameters(*modules)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum,
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum,
                                nesterov=cfg.nesterov and cfg.momentum > 0,
                                weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        return torch.optim.AdamW(_param_groups(model, cfg.weight_decay), lr=lr)
+        return torch.optim.AdamW(_param_groups(params, cfg.weight_decay), lr=lr)
     if cfg.optimizer == "lars":
         # LARS adapts only groups with weight decay (timm's default): biases/BN are plain SGD.
         # Imported here: timm takes seconds to import, and every new Ray worker would pay it.
         from timm.optim import Lars
 
-        return Lars(_param_groups(model, cfg.weight_decay), lr=lr, momentum=cfg.momentum,
+        return Lars(_param_groups(params, cfg.weight_decay), lr=lr, momentum=cfg.momentum,
                     nesterov=cfg.nesterov and cfg.momentum > 0)
     raise ValueError(f"config key 'optimizer' has value {cfg.optimizer!r}; use sgd, lars or adamw.")
 

@@ -238,7 +238,9 @@ def parse_space(data: Any, source: str = "search space", default_name: str = "sw
     )
     _validate_values(space)
     # Build every TrialConfig: any remaining bad value surfaces here, named with its cell.
-    _check_dataset_params(space, grid_points(space))
+    points = grid_points(space)
+    _check_dataset_params(space, points)
+    _check_batch_sampler(space, points)
     return space
 
 
@@ -550,7 +552,7 @@ def _param_suggestion(name: str, known: Iterable[str]) -> str:
 
 
 def _check_loss_params(src: str, loss: str, params: Sequence[tuple[str, tuple]]) -> None:
-    from bench.losses import loss_info
+    from bench.losses import build_loss, loss_info
 
     known = dict(loss_info(loss).params)
     for pname, _values in params:
@@ -560,6 +562,25 @@ def _check_loss_params(src: str, loss: str, params: Sequence[tuple[str, tuple]])
                 f"{src}: key 'loss_params.{loss}.{pname}' is not a parameter of "
                 f"loss {loss!r}; {extra}."
             )
+    # Values: build the loss once per value (the other parameters at their defaults), so that a
+    # value the loss rejects (an unknown reduction, a temperature <= 0) stops the sweep here,
+    # before Ray starts. A loss that does not build even with its defaults in this stand-in
+    # context (a plugin that needs the real dataset) is left to the trial's own check.
+    context = {"num_classes": 2, "dim": 2, "seed": 0}
+    try:
+        build_loss(loss, **context)
+    except Exception:  # any failure here is not about the values being checked
+        return
+    for pname, values in params:
+        for value in values:
+            try:
+                build_loss(loss, **context, **{pname: value})
+            except (ValueError, TypeError) as exc:
+                reason = re.sub(r"^[\w+]+: ", "", str(exc))
+                raise ConfigError(
+                    f"{src}: key 'loss_params.{loss}.{pname}' has value {show_value(value)}; "
+                    f"{reason}"
+                ) from None
 
 
 def _check_dataset(src: str, where: str, ds: Any) -> None:
@@ -572,6 +593,19 @@ def _check_dataset(src: str, where: str, ds: Any) -> None:
         raise ConfigError(
             f"{src}: key {where!r} has value {show_value(ds)}, which is not a known dataset; {extra}."
         )
+
+
+def _check_batch_sampler(space: Space, points: Sequence[TrialConfig]) -> None:
+    """Class-structured batches draw labelled samples: a loss that uses no labels cannot have them."""
+    from bench.losses import loss_info
+
+    for loss in dict.fromkeys(c.loss for c in points if c.batch_sampler == "class"):
+        if not loss_info(loss).uses_labels:
+            raise ConfigError(
+                f"{space.source}: key {_where(space, 'batch_sampler')!r} has value 'class', but "
+                f"loss {loss!r} uses no labels; class-structured batches need a loss that does "
+                "(put such losses in a sweep of their own)."
+            )
 
 
 def _check_dataset_params(space: Space, points: Sequence[TrialConfig]) -> None:

@@ -26,15 +26,15 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from bench.config import TrialConfig
+from bench.config import ConfigError, TrialConfig
 from bench.data import Dataset, load_dataset
 from bench.data.augment import build_augment
-from bench.data.loader import DeviceBatches
+from bench.data.loader import ClassBatches, DeviceBatches
 from bench.data.split import carve_validation, masked_labels
 from bench.evaluation import Evaluator, empty_eval
 from bench.losses import build_loss, loss_info
 from bench.models import build_encoder
-from bench.optim import build_optimizer, lr_at
+from bench.optim import build_optimizer, lr_at, trainable_parameters
 
 Record = dict[str, Any]
 FINITE_CHECK_EVERY = 25  # steps between host syncs that look for a non-finite loss
@@ -108,13 +108,16 @@ class Trial:
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(cfg.loss, num_classes=ds.num_classes, dim=self.encoder.embed_dim,
                                   seed=cfg.seed, **dict(cfg.loss_params)).to(device)
-        self.optimizer = build_optimizer(cfg, self.encoder)
+        # A loss may own trainable parameters (ce's classifier): optimised, clipped and
+        # checkpointed with the encoder's.
+        self.optimizer = build_optimizer(cfg, self.encoder, self.loss_fn)
+        self.params = trainable_parameters(self.encoder, self.loss_fn)
         self.step_fn: Callable[[Tensor, Tensor], Tensor] = self._forward_loss
         if cfg.compile:
             self.step_fn = torch.compile(self._forward_loss)
         self.augment = build_augment(cfg.augment, ds)
         self.gen = torch.Generator(device=device).manual_seed(cfg.seed)
-        self.batches = DeviceBatches(n_train, cfg.batch_size, device, self.gen, drop_last=True)
+        self.batches: DeviceBatches | ClassBatches = self._batches(n_train, fraction)
         self.evaluator = Evaluator(cfg, ds, self.train_x, self.test_x, device, self.amp)
         self.epoch = 0
         self.step = 0
@@ -125,11 +128,27 @@ class Trial:
         self.last_finite_state: dict[str, Any] | None = None  # weights of an unevaluated epoch
         self.total_steps = cfg.epochs * len(self.batches)
 
+    def _batches(self, n_train: int, fraction: float) -> DeviceBatches | ClassBatches:
+        """The batch sampler; "class" draws from the samples whose labels the loss may see, with
+        as many steps per epoch as the random sampler (an epoch is the same compute for all)."""
+        cfg, steps = self.cfg, n_train // self.cfg.batch_size
+        if cfg.batch_sampler == "random":
+            return DeviceBatches(n_train, cfg.batch_size, self.device, self.gen, drop_last=True)
+        if not self.uses_labels:
+            raise ConfigError(
+                f"config key 'batch_sampler' has value 'class', but loss {cfg.loss!r} uses no "
+                "labels; class-structured batches need a loss that does (e.g. simo, supcon, ce)."
+            )
+        assert cfg.classes_per_batch is not None  # TrialConfig validation
+        return ClassBatches(self.loss_labels, cfg.batch_size, cfg.classes_per_batch, steps,
+                            self.gen, fraction)
+
     # --- resume -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
             "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed,
             "encoder": _cpu_copy(self.encoder.state_dict()),
+            "loss": _cpu_copy(self.loss_fn.state_dict()),
             "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "generator": self.gen.get_state().cpu(),
             "trial_id": self.cfg.trial_id(),
@@ -141,6 +160,8 @@ class Trial:
         if state.get("trial_id") != self.cfg.trial_id():
             raise ValueError("resume_state belongs to a different trial config; refusing to resume.")
         self.encoder.load_state_dict(state["encoder"])
+        if "loss" in state:  # checkpoints written before losses could own state have none
+            self.loss_fn.load_state_dict(state["loss"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["generator"])
         self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
@@ -204,7 +225,7 @@ class Trial:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             clip = cfg.grad_clip if cfg.grad_clip is not None else math.inf
-            grad_sum += nn.utils.clip_grad_norm_(self.encoder.parameters(), clip).float()
+            grad_sum += nn.utils.clip_grad_norm_(self.params, clip).float()
             self.optimizer.step()
             loss_sum += loss.detach().float()
             for name, value in getattr(self.loss_fn, "last_terms", {}).items():

@@ -47,8 +47,9 @@ LIGHTLY: dict[str, Callable[[], torch.nn.Module]] = {
 # CPU cells that cost minutes on a small CPU (2B x 2B x d matmuls at B=4096, d=2048 take
 # several seconds each); they are skipped with a note. Every other cell runs.
 CPU_SKIP = {
-    (4096, 128): {"simo"},  # ~10 s per call on one core: its 2B x 2B pair terms are transcendental
-    (4096, 2048): {"infonce", "dcl", "dclw", "supcon", "simo", COMPOSITE},
+    # ~10 s per call on one core: the SimO losses' 2B x 2B pair terms are transcendental
+    (4096, 128): {"simo", "simo_pairs"},
+    (4096, 2048): {"infonce", "dcl", "dclw", "supcon", "simo", "simo_pairs", COMPOSITE},
 }
 
 
@@ -225,7 +226,7 @@ def main() -> None:
         if result["skipped"]:
             result["skipped_note"] = (
                 "cells skipped on CPU to keep the run within minutes: each 2B x 2B x d matmul at "
-                "B=4096, d=2048 takes seconds on a small CPU, and simo's 2B x 2B pair terms "
+                "B=4096, d=2048 takes seconds on a small CPU, and the SimO losses' 2B x 2B pair terms "
                 "(pow/reciprocal per pair) take ~10 s per call at B=4096; run on CUDA for them"
             )
         result["load_average_at_end"] = os.getloadavg() if hasattr(os, "getloadavg") else None

@@ -16,7 +16,18 @@ Example:
     torch.Size([])
 """
 
-from bench.losses import barlow_twins, cloa, clop, dcl, infonce, simo, supcon, vicreg  # noqa: F401
+from bench.losses import (  # noqa: F401
+    barlow_twins,
+    ce,
+    cloa,
+    clop,
+    dcl,
+    infonce,
+    simo,
+    simo_pairs,
+    supcon,
+    vicreg,
+)
 from bench.losses._registry import (
     DuplicateLossError,
     LossInfo,

@@ -64,7 +64,8 @@ def format_loss_table(names: Iterable[str] | None = None) -> str:
             f"'{addons[0].name}+infonce' = infonce + addon_weight * {addons[0].name}. They use "
             "only labelled samples,",
             "with fixed random orthonormal class targets drawn from the trial seed (needs",
-            "num_classes <= embedding dim). Composite parameters = base's + addon_weight=1.0.",
+            "num_classes <= embedding dim). Composite parameters = base's + addon_weight=1.0",
+            "+ the add-on's own (reduction: batch = sum over labelled / 2B, labelled = mean).",
             "",
         ]
         for info in addons:

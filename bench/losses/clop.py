@@ -25,6 +25,12 @@ class CLOPTerm(AddonTerm):
     - [0] CLOP, Li, Nguyen and Pimentel-Alarcon 2024, arXiv:2403.18699 v2
     - [1] manhbeo/CLOP ``CLOPLoss.py`` (``distance="cosine"``)
 
+    Reduction (``reduction``): ``"labelled"`` (default) is the code's mean over ``S_b``, the
+    form verified against the reference (reference/losses.md section 7.2); the v2 paper text
+    could not be read, so the code is the specification. ``"batch"`` divides the sum over the
+    labelled embeddings by all 2B embeddings of the batch instead (CLOA's paper weighting, see
+    ``cloa``) and ``"sum"`` is the raw sum.
+
     Differences to the reference code (by design): prototypes come from a QR instead of an SVD
     of a Gaussian matrix (both give random orthonormal rows); the labelled samples are the fixed
     labelled subset of the label fraction (the repo's HEAD semantics) rather than a fresh random
@@ -34,6 +40,7 @@ class CLOPTerm(AddonTerm):
         num_classes: number of classes K of the dataset; K <= dim.
         dim: embedding dimension d.
         seed: seed of the orthonormal prototypes.
+        reduction: ``"labelled"`` (default), ``"batch"`` or ``"sum"``, as above.
 
     Shapes: ``z1, z2``: ``(B, d)``; ``labels``: ``(B,)`` int64 in -1..K-1, or None.
     Returns a scalar.
@@ -46,7 +53,12 @@ class CLOPTerm(AddonTerm):
         1.0
     """
 
+    def __init__(
+        self, num_classes: int, dim: int, seed: int = 0, reduction: str = "labelled"
+    ) -> None:
+        super().__init__(num_classes, dim, seed, reduction=reduction, name="clop")
+
     @checked_forward
     def forward(self, z1: Tensor, z2: Tensor, labels: Tensor | None = None) -> Tensor:
         cos, mask = self.target_cosines(z1, z2, labels)
-        return (mask - cos).sum() / mask.sum().clamp(min=1.0)
+        return self.reduce(mask - cos, mask)

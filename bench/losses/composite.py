@@ -15,6 +15,20 @@ from torch import Tensor, nn
 
 from bench.losses.base import check_range, checked_forward
 
+# How an add-on term reduces its per-embedding values ``1 - cos(z, c_y)`` over the 2B embeddings
+# of a batch: "batch" = sum over the labelled ones / 2B, "labelled" = mean over the labelled ones,
+# "sum" = raw sum. The add-on classes document which paper or code each one matches.
+ADDON_REDUCTIONS = ("batch", "labelled", "sum")
+
+
+def check_reduction(loss: str, value: Any) -> str:
+    """Return ``value`` if it is one of :data:`ADDON_REDUCTIONS`, else a one-sentence ValueError."""
+    if not isinstance(value, str) or value not in ADDON_REDUCTIONS:
+        raise ValueError(
+            f"{loss}: reduction must be one of 'batch', 'labelled' or 'sum', got {value!r}."
+        )
+    return value
+
 
 def check_target_shape(loss: str, num_classes: Any, dim: Any) -> None:
     """Raise a clear ValueError unless ``1 <= num_classes <= dim`` are ints."""
@@ -52,6 +66,9 @@ class AddonTerm(nn.Module):
         num_classes: number of classes K of the dataset (not of the batch).
         dim: embedding dimension d; K <= d.
         seed: seed of the targets (the trial seed).
+        reduction: ``"batch"``, ``"labelled"`` or ``"sum"`` (see :meth:`reduce`); each
+            subclass declares its own default in its ``__init__`` (the registry reads it there).
+        name: the add-on's name, for error messages.
 
     Attributes:
         targets: buffer ``(K, d)``, one unit vector per class, mutually orthonormal.
@@ -59,10 +76,30 @@ class AddonTerm(nn.Module):
 
     targets: Tensor
 
-    def __init__(self, num_classes: int, dim: int, seed: int = 0) -> None:
+    def __init__(
+        self, num_classes: int, dim: int, seed: int = 0, reduction: str = "batch",
+        name: str = "add-on",
+    ) -> None:  # fmt: skip
         super().__init__()
+        self.reduction = check_reduction(name, reduction)
         self.register_buffer("targets", orthonormal_targets(num_classes, dim, seed))
         self.last_terms: dict[str, Tensor] = {}
+
+    def reduce(self, values: Tensor, mask: Tensor) -> Tensor:
+        """Reduce per-embedding ``values`` (2B,), already 0 where ``mask`` (labelled) is 0.
+
+        ``"batch"``: ``values.sum() / 2B`` (every embedding of the batch counts in the
+        denominator, labelled or not); ``"labelled"``: ``values.sum() / n_labelled`` (the mean
+        over the labelled embeddings, 0 when there are none); ``"sum"``: ``values.sum()``.
+        Padding a batch with unlabelled samples scales ``"batch"`` down and leaves
+        ``"labelled"`` unchanged; duplicating a batch leaves both unchanged and doubles ``"sum"``.
+        """
+        total = values.sum()
+        if self.reduction == "batch":
+            return total / values.shape[0]
+        if self.reduction == "labelled":
+            return total / mask.sum().clamp(min=1.0)
+        return total
 
     def target_cosines(
         self, z1: Tensor, z2: Tensor, labels: Tensor | None

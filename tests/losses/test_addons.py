@@ -14,13 +14,14 @@ K = 4
 
 
 def cloa_reference(z1: Tensor, z2: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
-    """CLOA Eq. (2): sum over the labelled set S (both views' embeddings) of 1 - cos(z, c_y)."""
+    """CLOA Eq. (2), one-to-one with a mean-reduced base: the sum over the labelled set S (both
+    views' embeddings) of 1 - cos(z, c_y), divided by the 2B embeddings of the batch."""
     total = torch.zeros((), dtype=z1.dtype)
     for i, y in enumerate(labels.tolist()):
         if y >= 0:
             for z in (z1[i], z2[i]):
                 total = total + 1 - torch.cosine_similarity(z, targets[y], dim=0)
-    return total
+    return total / (2 * len(labels))
 
 
 def clop_reference(z1: Tensor, z2: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
@@ -58,14 +59,58 @@ def test_composite_matches_base_plus_weighted_formula(addon: str, b: int, d: int
     )
 
 
-def test_cloa_sum_is_2n_times_clop_mean() -> None:
+def test_default_reductions_and_their_relations() -> None:
     z1, z2, labels = views(32, 16, frac=0.5, num_classes=K)
-    cloa = build_loss("cloa+dcl", num_classes=K, dim=16).addon
-    clop = build_loss("clop+dcl", num_classes=K, dim=16).addon
     n_labelled = int((labels >= 0).sum())
-    assert cloa(z1, z2, labels).item() == pytest.approx(
-        2 * n_labelled * clop(z1, z2, labels).item(), rel=1e-12
-    )
+
+    def term(addon: str, reduction: str | None = None) -> float:
+        loss = build_loss(f"{addon}+dcl", num_classes=K, dim=16, reduction=reduction)
+        return loss.addon(z1, z2, labels).item()
+
+    assert loss_info("cloa+dcl").params["reduction"] == "batch"
+    assert loss_info("clop+dcl").params["reduction"] == "labelled"
+    raw = term("cloa", "sum")
+    assert raw == pytest.approx(2 * n_labelled * term("clop"), rel=1e-12)
+    assert term("cloa") == pytest.approx(raw / (2 * 32), rel=1e-12)
+    for reduction in ("batch", "labelled", "sum"):
+        assert term("cloa", reduction) == pytest.approx(term("clop", reduction), rel=1e-12)
+
+
+@pytest.mark.parametrize("addon", ["cloa", "clop"])
+def test_reduction_definitions_padding_and_duplication(addon: str) -> None:
+    # batch = sum over labelled / 2B, labelled = mean over labelled, sum = raw: padding the batch
+    # with as many unlabelled samples halves "batch" and keeps "labelled"; duplicating the batch
+    # keeps both (and doubles "sum").
+    z1, z2, labels = views(12, 16, frac=0.6, num_classes=K)
+    pad1, pad2, _ = views(12, 16, seed=5, num_classes=K)
+    unlabelled = torch.full((12,), -1)
+
+    def value(reduction: str, a: Tensor, c: Tensor, y: Tensor) -> float:
+        term = build_loss(f"{addon}+infonce", num_classes=K, dim=16, reduction=reduction).addon
+        return term(a, c, y).item()
+
+    padded = (torch.cat([z1, pad1]), torch.cat([z2, pad2]), torch.cat([labels, unlabelled]))
+    doubled = (torch.cat([z1, z1]), torch.cat([z2, z2]), torch.cat([labels, labels]))
+    one = {r: value(r, z1, z2, labels) for r in ("batch", "labelled", "sum")}
+    assert one["batch"] > 0
+    assert value("batch", *padded) == pytest.approx(one["batch"] / 2, rel=1e-12)
+    assert value("labelled", *padded) == pytest.approx(one["labelled"], rel=1e-12)
+    assert value("sum", *padded) == pytest.approx(one["sum"], rel=1e-12)
+    assert value("batch", *doubled) == pytest.approx(one["batch"], rel=1e-12)
+    assert value("labelled", *doubled) == pytest.approx(one["labelled"], rel=1e-12)
+    assert value("sum", *doubled) == pytest.approx(2 * one["sum"], rel=1e-12)
+
+
+@pytest.mark.parametrize("addon", ["cloa", "clop"])
+@pytest.mark.parametrize("bad", ["mean", "", None, 1])
+def test_bad_reduction_is_one_sentence_naming_key_and_value(addon: str, bad: object) -> None:
+    if bad is None:  # None means "the default" in build_loss
+        assert build_loss(f"{addon}+infonce", num_classes=K, dim=8, reduction=None)
+        return
+    with pytest.raises(ValueError) as info:
+        build_loss(f"{addon}+infonce", num_classes=K, dim=8, reduction=bad)
+    msg = str(info.value)
+    assert msg == f"{addon}: reduction must be one of 'batch', 'labelled' or 'sum', got {bad!r}."
 
 
 @pytest.mark.parametrize("addon", ["cloa", "clop"])
@@ -123,7 +168,11 @@ def test_label_out_of_range_and_wrong_dim_are_errors() -> None:
 def test_composite_info_and_terms() -> None:
     info = loss_info("clop+vicreg")
     assert info.uses_labels and info.kind == "composite"
-    assert info.params == {**loss_info("vicreg").params, "addon_weight": 1.0}
+    assert info.params == {
+        **loss_info("vicreg").params,
+        "addon_weight": 1.0,
+        "reduction": "labelled",
+    }
     assert info.terms == ("base", "addon", "invariance", "variance", "covariance")
     loss = build_loss("clop+vicreg", num_classes=K, dim=8)
     z1, z2, labels = views(6, 8, num_classes=K)

@@ -19,7 +19,7 @@ from bench.losses import (
 )
 from bench.losses.infonce import InfoNCELoss
 
-BUILT_IN = ["barlow_twins", "dcl", "dclw", "infonce", "simo", "supcon", "vicreg"]
+BUILT_IN = ["barlow_twins", "ce", "dcl", "dclw", "infonce", "simo", "simo_pairs", "supcon", "vicreg"]
 
 
 def test_list_losses_is_sorted_and_has_no_composites() -> None:
@@ -54,7 +54,7 @@ def test_every_built_in_cites_paper_and_reference(name: str) -> None:
 def test_composite_info() -> None:
     info = loss_info("cloa+infonce")
     assert info.name == "cloa+infonce" and info.uses_labels and info.kind == "composite"
-    assert info.params == {"temperature": 0.5, "addon_weight": 1.0}
+    assert info.params == {"temperature": 0.5, "addon_weight": 1.0, "reduction": "batch"}
     assert info.terms == ("base", "addon")
     assert "SimCLR" in info.paper and "CLOA" in info.paper
 
@@ -115,6 +115,9 @@ OUT_OF_RANGE = [
     ("simo", "eps", 0.0, "> 0"),
     ("simo", "olean", 0.5, ">= 0 and < 0.5"),
     ("simo", "olean", -0.1, ">= 0 and < 0.5"),
+    ("simo_pairs", "eps", 0.0, "> 0"),
+    ("simo_pairs", "olean", 0.5, ">= 0 and < 0.5"),
+    ("cloa+infonce", "reduction", "mean", "one of 'batch', 'labelled' or 'sum'"),
     ("cloa+infonce", "addon_weight", -1.0, ">= 0"),
 ]
 

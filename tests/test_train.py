@@ -23,7 +23,7 @@ SYNTH = dict(
 
 
 # SimO's class-structured batches: P = 2 of the 3 classes x K = 16 labelled samples each.
-CLASS_BATCHES = dict(loss="simo", batch_sampler="class", classes_per_batch=2, batch_size=32)
+CLASS_BATCHES = dict(loss="simo", batch_sampler="class", classes_per_batch=2, batch_size=24)
 
 
 def synth(**changes) -> TrialConfig:
@@ -231,9 +231,10 @@ def test_bad_config_values_name_the_key(changes, key):
 
 def test_class_batches_feed_the_loss_p_classes_of_labelled_samples():
     trial = prepare_trial(synth(**CLASS_BATCHES))
-    assert len(trial.batches) == 512 // 32  # as many steps per epoch as the random sampler
+    n_train = len(trial.dataset.train_y)  # 512 less the validation hold-out
+    assert len(trial.batches) == n_train // 24  # as many steps per epoch as the random sampler
     for idx in trial.batches:
-        y = trial.loss_labels[idx].reshape(2, 16)
+        y = trial.loss_labels[idx].reshape(2, 12)
         assert (y >= 0).all() and (y == y[:, :1]).all() and y[0, 0] != y[1, 0]
     summary = trial.run()
     assert summary.status == "done" and math.isfinite(summary.records[-1]["m_knn_top1"])

@@ -293,3 +293,19 @@ def test_report_reads_only_the_columns_it_needs() -> None:
         assert col in default if col in SCHEMA.names else "m_extra" in default
     assert {"m_ffn_top1", "m_ffn_top5"} <= set(report_columns("ffn_top1"))
     assert "m_extra" in report_columns("my_plugin_term")  # plugin metrics live in m_extra
+
+
+def test_synthetic_stores_with_and_without_validation() -> None:
+    from bench.synthetic_results import synthetic_rows
+
+    grid = {"n_epochs": 2, "losses": ("infonce", "cloa+infonce"), "seeds": (0, 1, 2),
+            "lrs": (1e-2, 1e-1, 1.0)}
+    new = build_report(synthetic_rows(validation=True, **grid), figures=False)
+    assert new.selection == {"synthetic": "m_val_linear_top1"} and not new.banners
+    assert "m_h_nvar" in dict(new.definitions)["collapse_rate"]
+    assert any(line.startswith("Probes on cifar10") and "standardized features" in line
+               for line in new.context)
+    old = build_report(synthetic_rows(**grid), figures=False)
+    assert old.selection == {"synthetic": "m_linear_top1"} and len(old.banners) == 1
+    assert "RankMe" in dict(old.definitions)["collapse_rate"]
+    assert set(new.comparisons["n_seeds"]) == {3}

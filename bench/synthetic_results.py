@@ -8,6 +8,14 @@ CLOA Figs. 1-2) and then diverge as lr grows, sooner at small batch sizes (CLOP'
 claim of stability across learning rates and batch sizes); a CLOA/CLOP add-on moves that edge
 about one decade higher; fewer labels lower accuracy. The numbers are made up: use them to test
 code, never as results.
+
+`validation=True` writes the metrics of the validation protocol as well: `m_val_*` accuracies (the
+same model measured on a held-out split: an independent noisy measurement), the normalised
+variance `m_{h,z}_nvar` and dead-unit share `m_{h,z}_dead`, `m_num_classes`, and (in
+`synthetic_rows`) the `p_val_fraction` and `p_probe_*` settings. Without it the rows look like a
+store written before that protocol. Metrics the store schema does not name yet travel in
+`m_extra` (as `make_rows` keeps them); `synthetic_rows` expands them into columns, as `bench
+report` does.
 """
 
 from __future__ import annotations
@@ -35,6 +43,15 @@ _PEAK = {
     "simo": 0.89,
 }
 _T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+VAL_NOISE = 0.01  # the validation split is smaller than test: its accuracy is a noisier measurement
+# p_* settings of the validation protocol, for stores whose TrialConfig does not have them yet.
+PROTOCOL_PARAMS = {
+    "p_val_fraction": 0.1,
+    "p_probe_features": "standardized",
+    "p_probe_optimizer": "adamw",
+    "p_probe_lr": None,
+    "p_probe_batch_size": 256,
+}
 PROVENANCE = {
     "git_sha": "synthetic", "bench_version": "0.0.0", "torch_version": None, "ray_version": None,
     "device_name": "synthetic", "hostname": "synthetic",
@@ -81,10 +98,12 @@ def synthetic_configs(
 
 
 def synthetic_records(
-    cfg: TrialConfig, index: int = 0, running: bool = False
+    cfg: TrialConfig, index: int = 0, running: bool = False, validation: bool = False
 ) -> list[dict[str, Any]]:
-    """Trainer records of one trial (`on_epoch` calls, CONTRACTS.md), reproducible from `index`."""
+    """Trainer records of one trial (`on_epoch` calls, CONTRACTS.md), reproducible from `index`;
+    with the validation protocol's metrics when `validation`."""
     rng = np.random.default_rng([index, cfg.seed])
+    val_rng = np.random.default_rng([index, cfg.seed, 1])  # leaves the other numbers unchanged
     base, addon = split_loss(cfg.loss)
     num_classes, n_train, dim = 10, 50_000, 128
     # Stability edge: the lr above which training collapses, then diverges; larger batches and an
@@ -129,6 +148,18 @@ def synthetic_records(
                 linear = min(1.0, acc + 0.02) if not diverged else math.nan
                 record.update(m_linear_top1=linear, m_linear_top5=min(1.0, linear + 0.1),
                               m_ffn_top1=min(1.0, linear + 0.01), m_ffn_top5=min(1.0, linear + 0.11))  # fmt: skip
+            if validation:
+                record["m_num_classes"] = float(num_classes)
+                for key in (
+                    "knn_top1",
+                    "knn_top5",
+                    *(("linear_top1", "linear_top5", "ffn_top1", "ffn_top5") if done else ()),
+                ):
+                    test = record[f"m_{key}"]
+                    noisy = test + val_rng.normal(0, VAL_NOISE)
+                    record[f"m_val_{key}"] = (
+                        math.nan if diverged or math.isnan(test) else float(np.clip(noisy, 0, 1))
+                    )
             if base == "vicreg":
                 record.update(
                     m_loss_invariance=0.5, m_loss_variance=0.2 + collapse, m_loss_covariance=0.1
@@ -138,14 +169,24 @@ def synthetic_records(
                     m_loss_base=record["m_loss"] * 0.8, m_loss_addon=record["m_loss"] * 0.2
                 )
             for space, width in (("h", 512), ("z", dim)):
-                record.update(_geometry(space, width, collapse, progress, diverged, rng))
+                record.update(
+                    _geometry(space, width, collapse, progress, diverged, rng, validation)
+                )
             records.append(record)
     return records
 
 
 def _geometry(
-    space: str, width: int, collapse: float, progress: float, diverged: bool, rng
+    space: str,
+    width: int,
+    collapse: float,
+    progress: float,
+    diverged: bool,
+    rng,
+    new_metrics: bool = False,
 ) -> dict:
+    """Geometry metrics of one space; the normalised variance and dead-unit share only with
+    `new_metrics` (or when the store's GEOMETRY_KEYS name them)."""
     healthy = 1 - collapse
     values = {
         "total_var": healthy * (0.2 + 0.8 * progress) + 1e-4, "rankme": 1 + (width - 1) * healthy * 0.6,
@@ -154,20 +195,39 @@ def _geometry(
         "class_cos": 0.2 + 0.7 * collapse, "class_cos_centered": 0.1 + 0.3 * collapse,
         "std": healthy / math.sqrt(width),
     }  # fmt: skip
-    assert set(values) == set(GEOMETRY_KEYS)
-    return {
+    assert set(GEOMETRY_KEYS) <= set(values) | {"nvar", "dead"}, GEOMETRY_KEYS
+    # post-ReLU backbone features share a direction (nvar well below 1 even when healthy)
+    extra = {
+        "nvar": 0.01 + (0.4 if space == "h" else 0.9) * healthy,
+        "dead": min(1.0, (0.05 if space == "h" else 0.0) + 0.95 * collapse),
+    }
+    out = {
         f"m_{space}_{k}": (math.nan if diverged else v * rng.uniform(0.97, 1.03))
         for k, v in values.items()
     }
+    # no draws from `rng` here, so the other numbers match a store without these metrics
+    out |= {
+        f"m_{space}_{k}": (math.nan if diverged else v)
+        for k, v in extra.items()
+        if new_metrics or k in GEOMETRY_KEYS
+    }
+    return out
 
 
 def synthetic_trials(
-    n_trials: int | None = None, n_epochs: int = 10, *, running_fraction: float = 0.0, **grid: Any
+    n_trials: int | None = None,
+    n_epochs: int = 10,
+    *,
+    running_fraction: float = 0.0,
+    validation: bool = False,
+    **grid: Any,
 ) -> list[tuple[TrialConfig, list[dict[str, Any]]]]:
     """(config, records) per trial; `running_fraction` of trials stop early as still running."""
     configs = synthetic_configs(n_trials, n_epochs, **grid)
     cut = np.random.default_rng(12345).random(len(configs)) < running_fraction
-    return [(cfg, synthetic_records(cfg, i, bool(cut[i]))) for i, cfg in enumerate(configs)]
+    return [
+        (cfg, synthetic_records(cfg, i, bool(cut[i]), validation)) for i, cfg in enumerate(configs)
+    ]
 
 
 def synthetic_table(
@@ -176,12 +236,15 @@ def synthetic_table(
     *,
     sweep_id: str = "synthetic",
     running_fraction: float = 0.0,
+    validation: bool = False,
     **grid: Any,
 ) -> pa.Table:
     """All rows of a synthetic sweep as one store-schema table (deterministic timestamps)."""
     tables = []
     for i, (cfg, records) in enumerate(
-        synthetic_trials(n_trials, n_epochs, running_fraction=running_fraction, **grid)
+        synthetic_trials(
+            n_trials, n_epochs, running_fraction=running_fraction, validation=validation, **grid
+        )
     ):
         started = _T0 + timedelta(minutes=i)
         prov = {**PROVENANCE, "started_at": started, "written_at": started + timedelta(hours=1)}
@@ -195,15 +258,31 @@ def synthetic_rows(
     *,
     sweep_id: str = "synthetic",
     running_fraction: float = 0.0,
+    validation: bool = False,
     **grid: Any,
 ) -> pd.DataFrame:
-    """What `read_results` returns for a synthetic sweep: same columns, dtypes and row order.
+    """What `read_results` returns for a synthetic sweep: same columns, dtypes and row order
+    (with `validation`, plus the protocol's columns the store schema may not have yet, as
+    `bench report` reads them).
 
     Grid keywords: losses, lrs, batch_sizes, label_fractions, seeds, dataset, backbone.
     """
+    from bench.store import expand_extra
     from bench.store.dedup import dedup  # the reader's own ordering, so frames compare equal
 
     table = synthetic_table(
-        n_trials, n_epochs, sweep_id=sweep_id, running_fraction=running_fraction, **grid
+        n_trials,
+        n_epochs,
+        sweep_id=sweep_id,
+        running_fraction=running_fraction,
+        validation=validation,
+        **grid,
     )
-    return dedup(table).to_pandas()
+    df = dedup(table).to_pandas()
+    if not validation:
+        return df
+    df = expand_extra(df)
+    for col, value in PROTOCOL_PARAMS.items():
+        if col not in df.columns:
+            df[col] = value
+    return df

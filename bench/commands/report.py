@@ -19,25 +19,39 @@ HELP = "write tables, stability curves and the leaderboard from a results store"
 
 _IDENTITY = ("sweep_id", "trial_id", "attempt", "loss", "base_loss", "addon", "seed", "status",
              "final", "epoch", "step", "label_fraction", "p_lr", "p_batch_size", "p_loss_params",
-             "p_dataset",
-             "written_at")
+             "p_dataset", "p_dataset_params", "p_val_fraction", "p_probe_features",
+             "p_probe_optimizer", "p_probe_lr", "p_probe_batch_size", "p_probe_epochs",
+             "p_ffn_hidden", "written_at")
 # What the tables, leaderboard and figures use by default; reading only these keeps a 10^6-row
-# read well below reading every metric column.
-_METRICS = ("m_linear_top1", "m_linear_top5", "m_knn_top1", "m_knn_top5", "m_h_rankme",
-            "m_h_total_var")
+# read well below reading every metric column. Validation (m_val_*), normalised variance, dead
+# units and class counts are newer columns: a store schema without them has them in m_extra.
+_METRICS = ("m_linear_top1", "m_linear_top5", "m_knn_top1", "m_knn_top5", "m_val_linear_top1",
+            "m_val_linear_top5", "m_val_knn_top1", "m_val_knn_top5", "m_h_rankme",
+            "m_h_total_var", "m_h_nvar", "m_h_dead", "m_num_classes")
 
 
 def report_columns(metric: str | None) -> list[str] | None:
-    """The store columns a report on `metric` needs (None = every column, e.g. to list them)."""
-    from bench.store import METRIC_COLUMNS
+    """The store columns a report on `metric` needs (None = every column, e.g. to list them).
 
-    cols = [*_IDENTITY, *_METRICS]
-    if metric is None:
-        return cols
-    col = metric if metric.startswith("m_") else f"m_{metric}"
-    if col not in METRIC_COLUMNS:
-        return [*_IDENTITY, *METRIC_COLUMNS, "m_extra"]  # a plugin's metric lives in m_extra
-    return [*cols, col, *([col[:-4] + "top5"] if col.endswith("top1") else [])]
+    Columns the store schema does not have yet are left out, and `m_extra` (where make_rows
+    keeps metrics the schema does not name) is read instead when one of them is a metric."""
+    from bench.store import METRIC_COLUMNS, SCHEMA
+
+    wanted = [*_IDENTITY, *_METRICS]
+    if metric is not None:
+        col = metric if metric.startswith("m_") else f"m_{metric}"
+        val = "m_val_" + col.removeprefix("m_")
+        pair = [col, val]
+        if col.endswith("top1"):
+            pair += [col[:-4] + "top5", val[:-4] + "top5"]
+        if col not in METRIC_COLUMNS and col not in _METRICS:
+            pair = [*METRIC_COLUMNS, *pair]  # a plugin's metric lives in m_extra
+        wanted += pair
+    names = set(SCHEMA.names)
+    cols = list(dict.fromkeys(c for c in wanted if c in names))
+    if any(c.startswith("m_") and c not in names for c in wanted):
+        cols.append("m_extra")
+    return cols
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,9 +67,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "comparison section is added")
     p.add_argument("--sweep-id", help="the sweep to report when RESULTS holds several")
     p.add_argument("--against-sweep-id", help="the sweep to use when OTHER_RESULTS holds several")
+    p.add_argument("--nvar-threshold", type=float, default=0.05, metavar="V",
+                   help="a finished cell whose backbone normalised variance (m_h_nvar) is below V "
+                   "counts as collapsed (default 0.05)")
+    p.add_argument("--dead-threshold", type=float, default=0.9, metavar="D",
+                   help="... or whose share of zero-variance backbone dimensions (m_h_dead) is at "
+                   "least D (default 0.9)")
     p.add_argument("--rankme-threshold", type=float, default=2.0, metavar="R",
-                   help="a finished cell whose backbone RankMe is below R counts as collapsed "
-                   "(default 2)")
+                   help="stores without m_h_nvar: a finished cell whose backbone RankMe is below "
+                   "R counts as collapsed (default 2)")
+    p.add_argument("--per-label-fraction", action="store_true",
+                   help="one leaderboard per (dataset, label fraction) instead of per dataset")
 
 
 def read(path: str, sweep_id: str | None, columns: list[str] | None = None,
@@ -97,6 +119,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.rankme_threshold > 0:
         raise UsageError(f"--rankme-threshold must be positive, got {args.rankme_threshold}.")
+    if not 0 < args.nvar_threshold < 1:
+        raise UsageError(f"--nvar-threshold must be between 0 and 1, got {args.nvar_threshold}.")
+    if not 0 < args.dead_threshold <= 1:
+        raise UsageError(f"--dead-threshold must be in (0, 1], got {args.dead_threshold}.")
     if args.out is not None:
         check_writable(args.out)
     columns = report_columns(args.metric)
@@ -112,7 +138,10 @@ def run(args: argparse.Namespace) -> int:
     out = args.out if args.out is not None else Path("reports") / sweep
     try:
         render_report(rows, out, other=other, metric=args.metric,
-                      options=Options(rankme_threshold=args.rankme_threshold),
+                      options=Options(rankme_threshold=args.rankme_threshold,
+                                      nvar_threshold=args.nvar_threshold,
+                                      dead_threshold=args.dead_threshold,
+                                      per_label_fraction=args.per_label_fraction),
                       planned_trials={k: v for k, v in planned.items() if v}, notes=notes)
     except MetricError:
         # Only some metric columns were read: list every metric the store has values for.

@@ -1,7 +1,10 @@
 """Assemble every table and figure of a report from result rows (pure: nothing is written).
 
-`build_report(rows)` turns the store's rows into a `Report`: completeness, paper-style comparison
-tables, the stability leaderboard (optionally against a second sweep) and the stability figures.
+`build_report(rows)` turns the store's rows into a `Report`: the stability leaderboards (one per
+dataset), paper-style comparison tables and comparisons.csv, the figure sets (one per dataset),
+completeness (optionally against a second sweep), plus the header's context: how settings were
+selected (validation, or a banner when a store has no validation metrics), chance per dataset
+and which probe produced the linear/FFN numbers.
 `render.py` serialises it; `markdown.py` and `html.py` lay it out.
 """
 
@@ -16,18 +19,29 @@ from matplotlib.figure import Figure
 
 from bench.report import curves, heatmaps
 from bench.report.cells import (
+    PROBE_PARAMS,
+    add_scores,
+    class_counts,
     completeness,
     focus_label_fraction,
     resolve_metric,
-    score,
     select_cells,
+    selection_columns,
     top5_of,
+    top_k,
+    validation_column,
 )
-from bench.report.leaderboard import Options, definitions, leaderboard
-from bench.report.style import Styles
-from bench.report.tables import best_over_lr, comparison_wide, entry_info, fraction_label
+from bench.report.leaderboard import Options, collapse_rule_text, definitions, leaderboard
+from bench.report.style import Styles, slug
+from bench.report.tables import (
+    best_over_lr,
+    comparison_wide,
+    comparisons,
+    entry_info,
+    fraction_label,
+)
 
-SCORED_COLUMNS = ("best", "robust_decades", "worst", "collapse_rate", "bs_sensitivity")
+SCORED_COLUMNS = ("score", "best", "lr_band", "divergence_rate", "collapse_rate")
 
 
 class ReportError(ValueError):
@@ -42,6 +56,8 @@ class FigureSpec:
     title: str
     caption: str
     figure: Figure
+    dataset: str = ""
+    headline: bool = False  # shown right after the leaderboard
 
 
 @dataclass
@@ -50,17 +66,22 @@ class Report:
     other_sweep_ids: list[str]
     metric: str
     top5: str | None
+    selection: dict[str, str]  # sweep -> the column its lrs are chosen on
     focus_lf: float
     options: Options
+    datasets: list[str]
     completeness: pd.DataFrame
     planned_trials: dict[str, dict[str, list[str]]]  # sweep -> loss -> planned trial ids
     grids: pd.DataFrame
     long: pd.DataFrame
-    tables: list[tuple[int, pd.DataFrame]]  # (batch size, wide table of the primary sweep)
+    tables: list[tuple[str, int, pd.DataFrame]]  # (dataset, batch size, wide table), primary
+    comparisons: pd.DataFrame
     leaderboard: pd.DataFrame
     definitions: list[tuple[str, str]]
     against: pd.DataFrame | None
     data_as_of: str | None
+    banners: list[str] = field(default_factory=list)  # warnings shown above everything
+    context: list[str] = field(default_factory=list)  # selection, chance, probes, collapse
     notes: list[str] = field(default_factory=list)
     figures: list[FigureSpec] = field(default_factory=list)
 
@@ -72,6 +93,20 @@ def single_sweep(rows: pd.DataFrame, source: str) -> str:
         raise ReportError(f"{source} holds results of {len(ids)} sweeps ({', '.join(ids)}); "
                           "choose one with --sweep-id.")
     return ids[0]
+
+
+def scored_cells(cells: pd.DataFrame, metric: str | None = None, options: Options | None = None
+                 ) -> tuple[pd.DataFrame, str, str | None, dict[str, str]]:
+    """Cells with every score column (`cells.add_scores`), the resolved metric, its top-5
+    companion and the per-sweep selection column."""
+    options = options or Options()
+    metric = resolve_metric(cells, metric)
+    top5 = top5_of(metric, cells)
+    selection = selection_columns(cells, metric)
+    scored = add_scores(cells, metric, top5, selection, nvar_threshold=options.nvar_threshold,
+                        dead_threshold=options.dead_threshold,
+                        rankme_threshold=options.rankme_threshold)
+    return scored, metric, top5, selection
 
 
 def build_report(rows: pd.DataFrame, *, other: pd.DataFrame | None = None,
@@ -90,25 +125,112 @@ def build_report(rows: pd.DataFrame, *, other: pd.DataFrame | None = None,
             raise ReportError(f"--against holds the same sweep {sweep!r}; compare two sweeps.")
         frames.append(other)
     cells = pd.concat([select_cells(f) for f in frames], ignore_index=True)
-    metric = resolve_metric(cells, metric)
-    top5 = top5_of(metric, cells)
-    long = best_over_lr(cells, metric, top5)
+    cells, metric, top5, selection = scored_cells(cells, metric, options)
+    long = best_over_lr(cells, selection)
     primary = long[long["sweep_id"] == sweep]
-    tables = [(int(bs), comparison_wide(long, sweep, int(bs), metric))
-              for bs in sorted(primary["batch_size"].unique())]
-    board = leaderboard(cells, metric, options)
+    tables = [(str(ds), int(bs), comparison_wide(long, sweep, str(ds), int(bs), metric))
+              for (ds, bs), _ in primary.groupby(["dataset", "batch_size"], sort=True)]
+    board = leaderboard(cells, options)
+    rules = set(cells["collapse_rule"]) - {"none"}
     report = Report(
         sweep_id=sweep, other_sweep_ids=sorted(set(cells["sweep_id"]) - {sweep}), metric=metric,
-        top5=top5, focus_lf=focus_label_fraction(cells), options=options,
+        top5=top5, selection=selection, focus_lf=focus_label_fraction(cells), options=options,
+        datasets=sorted(cells["dataset"].unique()),
         completeness=_with_planned(completeness(cells), cells, planned),
         planned_trials=planned,
-        grids=grid_description(cells), long=long, tables=tables, leaderboard=board,
-        definitions=definitions(options, metric),
+        grids=grid_description(cells), long=long, tables=tables,
+        comparisons=comparisons(primary, metric), leaderboard=board,
+        definitions=definitions(options, metric, collapse_rule_text(options, rules)),
         against=against_table(board, sweep) if other is not None else None,
-        data_as_of=_data_as_of(frames), notes=list(notes))
+        data_as_of=_data_as_of(frames), banners=banners(selection, metric),
+        context=context_lines(cells, metric, selection, options), notes=list(notes))
     if figures:
         report.figures = make_figures(report, cells, frames)
     return report
+
+
+def banners(selection: dict[str, str], metric: str) -> list[str]:
+    """The warning that opens a report whose lrs were chosen on test data."""
+    on_test = sorted(s for s, col in selection.items() if col == metric)
+    if not on_test:
+        return []
+    which = ", ".join(on_test)
+    return [f"Selection used test data: sweep {which} has no validation metric "
+            f"{validation_column(metric)} (written before the validation split), so every best "
+            f"lr in this report was chosen on the same test {metric} it reports. Those numbers "
+            "are optimistic and the intervals do not account for the selection; rerun the sweep "
+            "with a validation split for trustworthy tables."]
+
+
+def context_lines(cells: pd.DataFrame, metric: str, selection: dict[str, str],
+                  options: Options) -> list[str]:
+    """Header lines: how settings were selected, chance per dataset, the probes, collapse rule."""
+    lines = []
+    on_val = sorted(s for s, col in selection.items() if col != metric)
+    if on_val:
+        split = _distinct(cells[cells["sweep_id"].isin(on_val)], "p_val_fraction")
+        held = f" ({', '.join(f'{float(v):.0%}' for v in split)} of train held out)" if split \
+            else ""
+        lines.append(f"Selection: every lr is chosen on the validation split{held} "
+                     f"({validation_column(metric)}, seed mean); the tables and the leaderboard's "
+                     f"best report the test {metric} once, at that choice.")
+    counts, source = class_counts(cells)
+    k = top_k(metric)
+    for ds in sorted(cells["dataset"].unique()):
+        mask = (cells["dataset"] == ds).to_numpy()
+        n = counts[mask].dropna().unique()
+        if len(n) and k:
+            src = ", ".join(sorted(set(source[mask]) - {"unknown"}))
+            lines.append(f"Chance on {ds}: {min(1.0, k / n[0]):.4g} ({int(n[0])} classes, from "
+                         f"{src}); scores above chance are (acc - chance) / (1 - chance).")
+        elif k:
+            lines.append(f"Chance on {ds}: unknown (no m_num_classes and not a built-in dataset "
+                         "name), so scores use chance 0.")
+    lines += probe_lines(cells, metric)
+    return lines
+
+
+def probe_lines(cells: pd.DataFrame, metric: str) -> list[str]:
+    """One line per dataset: which probe produced the linear and FFN numbers."""
+    present = [c for c in PROBE_PARAMS if c in cells.columns and cells[c].notna().any()]
+    if not present:
+        return []
+    lines = []
+    for ds, group in cells.groupby("dataset", sort=True):
+        combos = group[present].astype(object).where(group[present].notna(), None)
+        combos = sorted({tuple(_probe_value(c, v) for c, v in zip(present, row))
+                         for row in combos.itertuples(index=False, name=None)})
+        texts = ["; ".join(combos_row) for combos_row in combos]
+        missing = [c.removeprefix("p_probe_").replace("_", " ") for c in PROBE_PARAMS
+                   if c not in present and c != "p_ffn_hidden"]
+        tail = f" (not recorded in this store: {', '.join(missing)})" if missing else ""
+        many = " (differs between trials)" if len(texts) > 1 else ""
+        lines.append(f"Probes on {ds} (linear and FFN numbers){many}: " + " | ".join(texts)
+                     + tail + ".")
+    return lines
+
+
+def _probe_value(col: str, value: object) -> str:
+    if col == "p_probe_features":
+        return f"{value or 'unrecorded'} features"
+    if col == "p_probe_optimizer":
+        return f"optimizer {value or 'unrecorded'}"
+    if col == "p_probe_lr":
+        return "lr default" if value is None else f"lr {float(value):g}"
+    if col == "p_probe_batch_size":
+        return "batch unrecorded" if value is None else f"batch {int(value)}"
+    if col == "p_probe_epochs":
+        return "epochs unrecorded" if value is None else f"{int(value)} epochs"
+    if col == "p_ffn_hidden":
+        return ("FFN hidden: the dataset's default (CLOA's widths)" if value is None
+                else f"FFN hidden {value}")
+    return f"{col} {value}"
+
+
+def _distinct(cells: pd.DataFrame, col: str) -> list[object]:
+    if col not in cells.columns:
+        return []
+    return sorted(cells[col].dropna().unique())
 
 
 def _with_planned(comp: pd.DataFrame, cells: pd.DataFrame,
@@ -133,12 +255,13 @@ def _with_planned(comp: pd.DataFrame, cells: pd.DataFrame,
 
 
 def grid_description(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per sweep: the grid the report covers (losses, lrs, batch sizes, fractions, seeds)."""
+    """Per (sweep, dataset): the grid the report covers (losses, lrs, batch sizes, fractions,
+    seeds)."""
     rows = []
-    for sweep, c in cells.groupby("sweep_id", sort=True):
+    for (sweep, ds), c in cells.groupby(["sweep_id", "dataset"], sort=True):
         lrs = sorted(c["lr"].unique())
         rows.append({
-            "sweep_id": sweep, "losses": c["entry"].nunique(),
+            "sweep_id": sweep, "dataset": ds, "losses": c["entry"].nunique(),
             "lr": f"{len(lrs)} values, {lrs[0]:g} to {lrs[-1]:g}",
             "batch_size": ", ".join(str(int(b)) for b in sorted(c["batch_size"].unique())),
             "label_fraction": ", ".join(f"{f:g}" for f in sorted(c["label_fraction"].unique())),
@@ -148,26 +271,28 @@ def grid_description(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def against_table(board: pd.DataFrame, sweep: str) -> pd.DataFrame:
-    """For each loss in both sweeps: its leaderboard columns here, there, and the difference."""
-    mine = board[board["sweep_id"] == sweep].set_index("loss")
+    """For each (dataset, loss) in both sweeps: its leaderboard columns here, there, and the
+    difference (each ranking scope separately)."""
+    key = ["dataset", "label_fraction", "loss"]
+    mine = board[board["sweep_id"] == sweep].set_index(key)
     rows = []
     for other_id, theirs in board[board["sweep_id"] != sweep].groupby("sweep_id", sort=True):
-        theirs = theirs.set_index("loss")
-        for loss in sorted(set(mine.index) | set(theirs.index)):
-            row: dict[str, object] = {"loss": loss, "against": other_id,
-                                      "in": _presence(loss, mine, theirs)}
+        theirs = theirs.set_index(key)
+        for k in sorted(set(mine.index) | set(theirs.index), key=str):
+            row: dict[str, object] = {"dataset": k[0], "label_fraction": k[1], "loss": k[2],
+                                      "against": other_id, "in": _presence(k, mine, theirs)}
             for col in SCORED_COLUMNS:
-                a = mine[col].get(loss, np.nan)
-                b = theirs[col].get(loss, np.nan)
+                a = mine[col].get(k, np.nan)
+                b = theirs[col].get(k, np.nan)
                 row[f"{col}_this"], row[f"{col}_other"], row[f"{col}_diff"] = a, b, a - b
             rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _presence(loss: str, mine: pd.DataFrame, theirs: pd.DataFrame) -> str:
-    if loss in mine.index and loss in theirs.index:
+def _presence(key: tuple, mine: pd.DataFrame, theirs: pd.DataFrame) -> str:
+    if key in mine.index and key in theirs.index:
         return "both"
-    return "this sweep only" if loss in mine.index else "other sweep only"
+    return "this sweep only" if key in mine.index else "other sweep only"
 
 
 def _data_as_of(frames: list[pd.DataFrame]) -> str | None:
@@ -182,49 +307,120 @@ def _data_as_of(frames: list[pd.DataFrame]) -> str | None:
 
 def make_figures(report: Report, cells: pd.DataFrame,
                  frames: list[pd.DataFrame]) -> list[FigureSpec]:
-    """The five stability figures (fixed count, panels grow with the grid, not the rows)."""
+    """One figure set per dataset: the headline score figure, then accuracy vs lr, geometry vs
+    lr, accuracy vs batch size, per-epoch curves and heatmaps (panels grow with the families and
+    the grid, the figure count with the datasets only)."""
     info = entry_info(cells)
     styles = Styles(info, report.sweep_id)
-    name = report.metric.removeprefix("m_")
-    acc = _table_order(curves.lr_summary(cells, score(cells, report.metric)), info)
-    lf = report.focus_lf
-    specs = [FigureSpec("accuracy_vs_lr", f"{name} vs learning rate",
-                        "Seed-mean final accuracy per loss; a panel per (batch size, label "
-                        "fraction). Band: min-max over seeds. x at the bottom: a seed diverged "
-                        "there; hollow marker: seeds still running. CLOA variants dashed, CLOP "
-                        "dotted (as CLOA Fig. 2).", curves.accuracy_vs_lr(acc, styles, name))]
-    geometry = {}
-    for col, kind in (("m_h_total_var", "total variance"), ("m_h_rankme", "RankMe")):
-        if col in cells.columns and cells[col].notna().any():
-            values = cells[col].astype(float).where(cells["finished"])
-            geometry[kind] = _table_order(curves.lr_summary(cells, values), info)
-    if geometry:
-        specs.append(FigureSpec(
-            "geometry_vs_lr", "Embedding variance and RankMe vs learning rate",
-            f"Backbone features at {fraction_label(lf)}: total variance (sum of per-dimension "
-            "variances, log scale; CLOA Fig. 2 bottom) and RankMe effective rank. A collapse "
-            "shows as both dropping.", curves.geometry_vs_lr(geometry, styles, lf)))
-    specs.append(FigureSpec(
-        "accuracy_vs_batch_size", f"{name} vs batch size",
-        f"Seed-mean accuracy at {fraction_label(lf)} for each lr across batch sizes (CLOP's "
-        "stability across batch sizes).", curves.accuracy_vs_batch_size(acc, name, lf)))
     epoch_col = "m_knn_top1" if "m_knn_top1" in cells.columns else report.metric
     rows = pd.concat([f[[c for c in ("sweep_id", "trial_id", "label_fraction", "epoch",
                                      epoch_col) if c in f.columns]] for f in frames],
                      ignore_index=True)
+    specs: list[FigureSpec] = []
+    for ds in report.datasets:
+        part = cells[cells["dataset"] == ds]
+        specs += _dataset_figures(report, part, info, styles, ds, rows, epoch_col)
+    return specs
+
+
+def _dataset_figures(report: Report, cells: pd.DataFrame, info: pd.DataFrame, styles: Styles,
+                     ds: str, rows: pd.DataFrame, epoch_col: str) -> list[FigureSpec]:
+    name = report.metric.removeprefix("m_")
+    tag = slug(ds)
+    lf = focus_label_fraction(cells)
+    chance = float(cells["chance"].median()) if top_k(report.metric) else None
+    on_val = all(col != report.metric for s, col in report.selection.items()
+                 if s in set(cells["sweep_id"]))
+    chosen = "chosen on validation" if on_val else "chosen on TEST data (no validation metric)"
+    bss = ", ".join(str(int(b)) for b in sorted(cells["batch_size"].unique()))
+    lfs = ", ".join(fraction_label(f) for f in sorted(cells["label_fraction"].unique()))
+    marks = ("x at the bottom: a seed diverged there; hollow triangle: a seed collapsed there; "
+             "hollow circle: seeds still running.")
+    families = ("A panel per loss family (a base loss and its cloa+/clop+ variants, one colour per "
+                "family in every figure; variants dashed/dotted as in CLOA Fig. 2).")
+    specs = [FigureSpec(
+        f"score_vs_lr-{tag}", f"{ds}: score above chance vs learning rate",
+        f"The leaderboard's cell score, (acc - chance) / (1 - chance) of the test {name} with "
+        f"diverged = 0, averaged per seed over batch sizes ({bss}) and label fractions ({lfs}), "
+        f"then over seeds. {BAND_TEXT} {families} {marks}",
+        curves.score_vs_lr(_table_order(curves.score_summary(cells), info), styles,
+                           f"{ds}: score above chance vs learning rate (0 = chance, 1 = perfect)"),
+        ds, headline=True)]
+    acc = _table_order(curves.lr_summary(cells, cells["acc"]), info)
+    specs.append(FigureSpec(
+        f"accuracy_vs_lr-{tag}", f"{ds}: {name} vs learning rate",
+        f"Seed-mean test {name} per loss: a row per loss family, a column per (batch size, "
+        f"label fraction); dotted: chance. {BAND_TEXT} {marks}",
+        curves.accuracy_vs_lr(acc, styles, name, chance,
+                              f"{ds}: test {name} vs learning rate ({curves.BAND})"), ds))
+    geometry, thresholds, log_kinds = _geometry(cells, info, report.options)
+    if geometry:
+        kinds = " and ".join(geometry)
+        specs.append(FigureSpec(
+            f"geometry_vs_lr-{tag}", f"{ds}: embedding geometry vs learning rate",
+            f"Backbone features at {fraction_label(lf)}: {kinds}, a row per loss family, a "
+            "column per (measure, batch size); dashed red: the collapse threshold of the "
+            f"leaderboard's collapse rule. {BAND_TEXT} {marks}",
+            curves.geometry_vs_lr({k: v[v["label_fraction"] == lf] for k, v in geometry.items()},
+                                  styles, thresholds, log_kinds,
+                                  f"{ds}: backbone geometry vs learning rate "
+                                  f"({fraction_label(lf)})"), ds))
+    long = report.long[report.long["dataset"] == ds]
+    specs.append(FigureSpec(
+        f"accuracy_vs_batch_size-{tag}", f"{ds}: {name} vs batch size",
+        f"Test {name} at the lr {chosen} for each batch size (the comparison tables' cells; "
+        f"CLOP's stability across batch sizes), a row per loss family, a column per label "
+        f"fraction. {BAND_TEXT}",
+        curves.accuracy_vs_batch_size(curves.batch_summary(long), styles, name, chance,
+                                      f"{ds}: test {name} at the selected lr vs batch size"),
+        ds))
     epochs = _table_order(curves.epoch_summary(rows, cells, report.long, epoch_col, lf), info)
     if len(epochs):
         ename = epoch_col.removeprefix("m_")
         specs.append(FigureSpec(
-            "epoch_curves", f"{ename} per epoch",
-            f"Seed-mean {ename} at every evaluated epoch, {fraction_label(lf)}, each loss at "
-            "its best batch size, a line per lr.", curves.epoch_curves(epochs, ename, lf)))
+            f"epoch_curves-{tag}", f"{ds}: {ename} per epoch",
+            f"Seed-mean test {ename} at every evaluated epoch, {fraction_label(lf)}, each loss "
+            f"at its (batch size, lr) {chosen}. {BAND_TEXT}",
+            curves.epoch_curves(epochs, styles, ename,
+                                f"{ds}: {ename} per epoch ({fraction_label(lf)}, selected "
+                                "setting)"), ds))
+    names = {k: str(v) for k, v in info["name"].items()} if "name" in info.columns else None
     specs.append(FigureSpec(
-        "heatmaps", f"{name}: lr x batch size",
-        f"Seed-mean accuracy per (lr, batch size) at {fraction_label(lf)}. 'div': every seed "
-        "diverged; hatched: some seeds diverged; '…d/n': d of n seeds finished.",
-        heatmaps.heatmaps(acc, name, lf)))
+        f"heatmaps-{tag}", f"{ds}: {name}, lr x batch size",
+        f"Seed-mean test {name} per (lr, batch size) at {fraction_label(lf)}. 'div': every seed "
+        "diverged; hatched: some seeds diverged; 'k/n col': k of n seeds collapsed; '…d/n': d "
+        "of n seeds finished.",
+        heatmaps.heatmaps(acc, name, lf, f"{ds}: test {name}, lr x batch size "
+                          f"({fraction_label(lf)}; hatched = diverged seeds, … = running)",
+                          names), ds))
     return specs
+
+
+BAND_TEXT = "Bands: 95% t-intervals of the seed mean (df = n - 1; none below 3 seeds)."
+
+
+def _geometry(cells: pd.DataFrame, info: pd.DataFrame, options: Options
+              ) -> tuple[dict[str, pd.DataFrame], dict[str, float], set[str]]:
+    """The geometry measures to draw: normalised variance and dead share when the store has
+    them, else total variance (log) and RankMe as older stores have."""
+    finished = cells["finished"]
+
+    def has(col: str) -> bool:
+        return col in cells.columns and bool(cells.loc[finished, col].notna().any())
+
+    measures = ([("m_h_nvar", "normalised variance"), ("m_h_dead", "dead-unit share")]
+                if has("m_h_nvar") else
+                [("m_h_total_var", "total variance"), ("m_h_rankme", "RankMe")])
+    thresholds = {"normalised variance": options.nvar_threshold,
+                  "dead-unit share": options.dead_threshold}
+    if not has("m_h_nvar"):
+        thresholds = {"RankMe": options.rankme_threshold}
+    out = {}
+    for col, kind in measures:
+        if has(col):
+            values = cells[col].astype(float).where(finished)
+            out[kind] = _table_order(curves.lr_summary(cells, values), info)
+    return out, {k: v for k, v in thresholds.items() if k in out}, {"total variance"}
 
 
 def _table_order(frame: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:

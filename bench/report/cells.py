@@ -5,8 +5,17 @@ latest row (the trial is still running, or died without a final record). Every t
 leaderboard column is computed from cells; only the per-epoch curves read the raw rows.
 
 Scoring rule: a finished cell scores its metric value; a diverged cell whose accuracy is missing
-scores 0 (it learned nothing usable, so it must pull the loss down rather than vanish from the
-average); an unfinished cell scores NaN and is counted as "running" instead.
+scores chance (it learned nothing usable: it must pull the loss down to what guessing gives,
+rather than vanish from the average); an unfinished cell scores NaN and is counted as "running".
+Above chance, a cell's score is `(acc - chance) / (1 - chance)`: 0 = guessing, 1 = perfect.
+
+Chance of a top-k metric is k / classes, with the class count from `m_num_classes` (stores
+written since the validation protocol) or else from the dataset name (`CLASSES`; for
+`synthetic_subspaces`, the `k` of `p_dataset_params`, default 3).
+
+Selection: every selected setting is chosen on the validation version of the reported metric
+(`m_val_<metric>`); a sweep without validation values falls back to the test metric itself, and
+the report says so in a banner (`selection_columns`).
 """
 
 from __future__ import annotations
@@ -18,9 +27,17 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_METRICS = ("m_linear_top1", "m_knn_top1")
+# Probe settings (p_* columns) that say which probe produced a linear/FFN number.
+PROBE_PARAMS = ("p_probe_features", "p_probe_optimizer", "p_probe_lr", "p_probe_batch_size",
+                "p_probe_epochs", "p_ffn_hidden")
+# Class counts of the built-in datasets, for stores without m_num_classes.
+CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "tiny_imagenet": 200}
+SUBSPACES = "synthetic_subspaces"  # classes = dataset_params["k"], default 3
+UNKNOWN_DATASET = "unknown"
 # Columns a cell keeps besides the m_* metrics.
 _KEEP = ("sweep_id", "trial_id", "loss", "base_loss", "addon", "seed", "status", "final", "epoch",
-         "label_fraction", "p_lr", "p_batch_size", "p_loss_params", "p_dataset", "written_at")
+         "label_fraction", "p_lr", "p_batch_size", "p_loss_params", "p_dataset", "written_at",
+         "p_dataset_params", "p_val_fraction", *PROBE_PARAMS)
 
 
 class MetricError(ValueError):
@@ -56,6 +73,10 @@ def select_cells(df: pd.DataFrame) -> pd.DataFrame:
     cells["label_fraction"] = cells["label_fraction"].astype(float)
     cells["entry"] = entry_names(cells)
     cells["entry_suffix"] = dataset_suffix(cells)
+    cells["dataset"] = (cells["p_dataset"].fillna(UNKNOWN_DATASET).astype(str)
+                        if "p_dataset" in cells.columns else UNKNOWN_DATASET)
+    cells["name"] = [e[: len(e) - len(x)] if x else e
+                     for e, x in zip(cells["entry"], cells["entry_suffix"])]
     order_cols = ["sweep_id", "entry", "batch_size", "lr", "label_fraction", "seed", "trial_id"]
     return cells.sort_values(order_cols, kind="mergesort").reset_index(drop=True)
 
@@ -152,11 +173,141 @@ def top5_of(metric: str, cells: pd.DataFrame) -> str | None:
     return col if col in available_metrics(cells) else None
 
 
-def score(cells: pd.DataFrame, col: str) -> pd.Series:
-    """Metric values under the scoring rule in the module docstring (diverged -> 0 if missing)."""
-    values = cells[col].astype(float)
-    values = values.mask(cells["diverged"] & values.isna(), 0.0)
+def class_counts(cells: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
+    """Per cell: the dataset's class count (NaN if unknown) and where it came from."""
+    n = pd.Series(np.nan, index=cells.index)
+    source = pd.Series("unknown", index=cells.index, dtype=object)
+    if "m_num_classes" in cells.columns:
+        stored = cells["m_num_classes"].astype(float)
+        n = n.mask(stored.notna() & (stored > 0), stored)
+        source = source.mask(n.notna(), "m_num_classes")
+    named = cells["dataset"].map(CLASSES).astype(float)
+    if "p_dataset_params" in cells.columns:
+        subspaces = cells["dataset"] == SUBSPACES
+        named = named.mask(subspaces, [_subspace_k(p) for p in cells["p_dataset_params"]])
+    else:
+        named = named.mask(cells["dataset"] == SUBSPACES, 3.0)
+    fill = n.isna() & named.notna()
+    n = n.mask(fill, named)
+    source = source.mask(fill, "dataset name")
+    return n, source
+
+
+def _subspace_k(params: object) -> float:
+    if isinstance(params, str):
+        try:
+            params = json.loads(params)
+        except ValueError:
+            params = None
+    k = params.get("k", 3) if isinstance(params, dict) else 3
+    try:
+        return float(k)
+    except (TypeError, ValueError):
+        return 3.0
+
+
+def top_k(metric: str) -> int | None:
+    """5 for "m_linear_top5", 1 for "m_knn_top1"; None for a metric that is no accuracy."""
+    head, sep, k = metric.rpartition("_top")
+    return int(k) if sep and head and k.isdigit() and int(k) > 0 else None
+
+
+def chance(cells: pd.DataFrame, metric: str) -> pd.Series:
+    """Per cell: the value of `metric` that guessing gives (k / classes for a top-k accuracy).
+
+    0 for a metric that is no accuracy or a dataset whose class count is unknown (the report
+    notes the latter).
+    """
+    k = top_k(metric)
+    if k is None:
+        return pd.Series(0.0, index=cells.index)
+    n, _ = class_counts(cells)
+    return (k / n).clip(upper=1.0).fillna(0.0)
+
+
+def score(cells: pd.DataFrame, col: str, floor: pd.Series | float = 0.0) -> pd.Series:
+    """Metric values under the scoring rule in the module docstring (diverged -> `floor`, the
+    chance level, when the value is missing; unfinished -> NaN)."""
+    values = cells[col].astype(float) if col in cells.columns else pd.Series(
+        np.nan, index=cells.index)
+    floor = pd.Series(floor, index=cells.index) if np.isscalar(floor) else floor
+    values = values.mask(cells["diverged"] & values.isna(), floor)
     return values.where(cells["finished"])
+
+
+def above_chance(values: pd.Series, floor: pd.Series) -> pd.Series:
+    """`(value - chance) / (1 - chance)`: 0 = guessing, 1 = perfect (may dip below 0 by noise)."""
+    return (values - floor) / (1.0 - floor).where(floor < 1.0)
+
+
+def validation_column(metric: str) -> str:
+    """m_val_<metric>: the validation-split version of a test metric (m_knn_top1 -> m_val_knn_top1)."""
+    return metric if metric.startswith("m_val_") else "m_val_" + metric.removeprefix("m_")
+
+
+def selection_columns(cells: pd.DataFrame, metric: str) -> dict[str, str]:
+    """Per sweep: the column its settings are selected on, `m_val_<metric>` when that sweep has
+    any value of it, else `metric` itself (selection on test, which the report flags)."""
+    val = validation_column(metric)
+    out = {}
+    for sweep, group in cells.groupby("sweep_id", sort=True):
+        has_val = val in group.columns and group[val].notna().any()
+        out[str(sweep)] = val if has_val else metric
+    return out
+
+
+def collapse_flags(cells: pd.DataFrame, nvar_threshold: float, dead_threshold: float,
+                   rankme_threshold: float) -> tuple[pd.Series, pd.Series]:
+    """Per cell: collapsed (1.0/0.0, NaN when unknown or unfinished) and the rule that decided.
+
+    A finished cell that did not diverge collapsed when its backbone features' normalised
+    variance `m_h_nvar` is below `nvar_threshold` or their dead-unit share `m_h_dead` is at least
+    `dead_threshold`; a cell without these (stores written before them) falls back to RankMe
+    `m_h_rankme` < `rankme_threshold`. A diverged cell counts as diverged, not collapsed.
+    """
+    def col(name: str) -> pd.Series:
+        return (cells[name].astype(float) if name in cells.columns
+                else pd.Series(np.nan, index=cells.index))
+
+    nvar, dead, rankme = col("m_h_nvar"), col("m_h_dead"), col("m_h_rankme")
+    has_new = nvar.notna() | dead.notna()
+    with np.errstate(invalid="ignore"):
+        new = (nvar < nvar_threshold) | (dead >= dead_threshold)
+        old = rankme < rankme_threshold
+    flag = pd.Series(np.nan, index=cells.index)
+    flag = flag.mask(has_new, new.astype(float)).mask(~has_new & rankme.notna(), old.astype(float))
+    rule = pd.Series("none", index=cells.index, dtype=object)
+    rule = rule.mask(has_new, "nvar").mask(~has_new & rankme.notna(), "rankme")
+    flag = flag.mask(cells["diverged"], 0.0).where(cells["finished"])
+    return flag, rule.where(cells["finished"] & ~cells["diverged"], "none")
+
+
+def add_scores(cells: pd.DataFrame, metric: str, top5: str | None, selection: dict[str, str],
+               *, nvar_threshold: float, dead_threshold: float,
+               rankme_threshold: float) -> pd.DataFrame:
+    """`cells` plus the columns every table, figure and leaderboard reads:
+
+    chance, acc (the reported metric under the scoring rule), acc5 (its top-5 companion), sel
+    (the selection metric of the cell's sweep, same rule), score / sel_score (acc / sel above
+    chance), collapsed (1/0/NaN) and collapse_rule ("nvar", "rankme" or "none").
+    """
+    out = cells.copy()
+    out["chance"] = chance(cells, metric).to_numpy()
+    out["acc"] = score(cells, metric, out["chance"]).to_numpy()
+    out["acc5"] = (score(cells, top5, chance(cells, top5)).to_numpy() if top5
+                   else np.full(len(cells), np.nan))
+    sel = np.full(len(cells), np.nan)
+    sweeps = cells["sweep_id"].astype(str).to_numpy()
+    for sweep, col in selection.items():
+        mask = sweeps == sweep
+        sel[mask] = score(cells.loc[mask], col, out.loc[mask, "chance"]).to_numpy()
+    out["sel"] = sel
+    out["score"] = above_chance(out["acc"], out["chance"]).to_numpy()
+    out["sel_score"] = above_chance(out["sel"], out["chance"]).to_numpy()
+    flag, rule = collapse_flags(cells, nvar_threshold, dead_threshold, rankme_threshold)
+    out["collapsed"] = flag.to_numpy()
+    out["collapse_rule"] = rule.to_numpy()
+    return out
 
 
 def focus_label_fraction(cells: pd.DataFrame) -> float:

@@ -1,7 +1,8 @@
 """lr x batch-size heatmaps of seed-mean accuracy, one panel per loss, in one Figure.
 
 Cell text: the seed-mean value; "div" (hatched) when every seed diverged, hatched with "k/n div"
-when some did; "…" with "done/expected" when seeds are still running. Colour scale shared by
+when some did; "k/n col" when seeds collapsed; "…" with "done/expected" when seeds are still
+running. One figure per dataset. Colour scale shared by
 all panels so losses compare at a glance (CLOP's stability-across-lr-and-batch-size view).
 """
 
@@ -14,7 +15,6 @@ from matplotlib.patches import Rectangle
 
 from bench.report import style
 from bench.report.style import label
-from bench.report.tables import fraction_label
 
 
 def _cell_text(r: pd.Series) -> str:
@@ -26,11 +26,15 @@ def _cell_text(r: pd.Series) -> str:
         text = f"{text or '…'}\n…{done}/{int(r['n_cells'])}"
     elif r["n_diverged"]:
         text += f"\n{int(r['n_diverged'])}/{int(r['n_cells'])} div"
+    if r.get("n_collapsed", 0) and not r["n_running"]:
+        text += f"\n{int(r['n_collapsed'])}/{int(r['n_cells'])} col"
     return text
 
 
-def heatmaps(summary: pd.DataFrame, ylabel: str, lf: float) -> Figure:
-    """A panel per (sweep, loss): rows = batch size, columns = lr, at label fraction `lf`."""
+def heatmaps(summary: pd.DataFrame, ylabel: str, lf: float, title: str,
+             names: dict[tuple[str, str], str] | None = None) -> Figure:
+    """A panel per (sweep, loss): rows = batch size, columns = lr, at label fraction `lf`;
+    `names` gives each (sweep, entry) its panel title."""
     summary = summary[summary["label_fraction"] == lf]
     entries = list(summary[["sweep_id", "entry"]].drop_duplicates().itertuples(index=False,
                                                                                name=None))
@@ -61,7 +65,8 @@ def heatmaps(summary: pd.DataFrame, ylabel: str, lf: float) -> Figure:
                                        edgecolor="0.35", lw=0))
         ax.set_xticks(range(len(lrs)), [f"{v:g}" for v in lrs], rotation=45)
         ax.set_yticks(range(len(bss)), [str(v) for v in bss])
-        ax.set_title(label(entry, sweep if multi else None), fontsize=9)
+        shown = (names or {}).get((sweep, entry), entry)
+        ax.set_title(label(shown, sweep if multi else None), fontsize=9)
         ax.set_xlabel("learning rate", fontsize=8)
         if n % ncols == 0:
             ax.set_ylabel("batch size", fontsize=8)
@@ -70,6 +75,5 @@ def heatmaps(summary: pd.DataFrame, ylabel: str, lf: float) -> Figure:
         w, h = fig.get_figwidth(), fig.get_figheight()
         cax = fig.add_axes((1 - 0.85 / w, 0.95 / h, 0.15 / w, 1 - (0.95 + style.TOP) / h))
         fig.colorbar(image, cax=cax, label=ylabel)
-    style.title(fig, f"{ylabel}: lr x batch size ({fraction_label(lf)}; hatched = diverged "
-                "seeds, … = running)")
+    style.title(fig, title)
     return fig

@@ -14,7 +14,7 @@ import math
 
 import pandas as pd
 
-from bench.report.build import SCORED_COLUMNS, Report
+from bench.report.build import FigureSpec, Report
 from bench.report.markdown import (
     against_display,
     against_notes,
@@ -23,6 +23,8 @@ from bench.report.markdown import (
     completeness_lines,
     header_lines,
     leaderboard_display,
+    leaderboard_rules,
+    scopes,
 )
 
 _CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
@@ -46,6 +48,8 @@ dl.defs dt{font-weight:600;margin-top:.5em}dl.defs dd{margin-left:1.5em;max-widt
 figure{margin:1.5em 0}figure img{max-width:100%;height:auto;border:1px solid #e3e6ea}
 figcaption{color:#3d4650;max-width:1000px;margin-top:.4em}
 .note{color:#56606b;max-width:1000px}
+.banner{background:#fff4e5;border:2px solid #e8590c;color:#7a2e00;padding:10px 14px;
+  margin:12px 0;font-weight:600;max-width:1000px;border-radius:4px}
 """
 
 _JS = """
@@ -129,18 +133,18 @@ def table(frame: pd.DataFrame, *, keys: pd.DataFrame | None = None, table_id: st
             + "\n".join(rows) + "</tbody></table></div>")
 
 
-def _leaderboard_keys(report: Report, shown: pd.DataFrame) -> pd.DataFrame:
-    b = report.leaderboard
-    keys = pd.DataFrame(index=range(len(b)))
+_BOARD_KEYS = {"rank": "rank", "score ± se [95% CI]": "score", "best (val-selected test)": "best",
+               "lr band (decades)": "lr_band", "diverged": "divergence_rate",
+               "collapsed": "collapse_rate", "seeds": "n_seeds"}
+
+
+def _leaderboard_keys(board: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
+    keys = pd.DataFrame(index=range(len(board)))
     for col in shown.columns:
-        if col in SCORED_COLUMNS:
-            keys[col] = b[col].to_numpy()
-        elif col == "mean rank":
-            keys[col] = b["mean_rank"].to_numpy()
-        elif col in ("rank", "seeds"):
-            keys[col] = b["rank" if col == "rank" else "n_seeds"].astype(float).to_numpy()
+        if col in _BOARD_KEYS:
+            keys[col] = board[_BOARD_KEYS[col]].astype(float).to_numpy()
         elif col == "cells done":
-            keys[col] = (b["cells_done"] / b["cells_seen"]).to_numpy()
+            keys[col] = (board["cells_done"] / board["cells_seen"]).to_numpy()
         else:
             keys[col] = shown[col].to_numpy()
     return keys
@@ -150,38 +154,48 @@ def _paragraphs(lines: list[str], cls: str = "note") -> str:
     return "".join(f'<p class="{cls}">{esc(line)}</p>' for line in lines)
 
 
+def _figure(spec: FigureSpec, images: dict[str, bytes]) -> str:
+    uri = "data:image/png;base64," + base64.b64encode(images[spec.name]).decode("ascii")
+    return (f'<figure id="fig-{esc(spec.name)}"><h3>{esc(spec.title)}</h3>'
+            f'<img src="{uri}" alt="{esc(spec.title)}">'
+            f"<figcaption>{esc(spec.caption)}</figcaption></figure>")
+
+
 def render_html(report: Report, images: dict[str, bytes]) -> str:
-    """The whole page; `images` maps a figure name to its PNG bytes (embedded as data: URIs)."""
+    """The whole page; `images` maps a figure name to its PNG bytes (embedded as data: URIs).
+
+    Order: warnings, the leaderboards with their rules and the headline figures, comparison
+    tables, --against, the other figures, completeness last."""
     title = f"Stability report: {report.sweep_id}"
-    meta = header_lines(report)
-    shown = leaderboard_display(report)
-    parts = [
-        f"<h1>{esc(title)}</h1>", _paragraphs(meta, "meta"),
-        '<nav><a href="#completeness">Completeness</a><a href="#leaderboard">Leaderboard</a>'
-        '<a href="#tables">Comparison tables</a>'
+    parts = [f"<h1>{esc(title)}</h1>"]
+    parts += [f'<div class="banner" role="alert">Warning: {esc(b)}</div>' for b in report.banners]
+    parts += [
+        _paragraphs(header_lines(report), "meta"),
+        '<nav><a href="#leaderboard">Leaderboard</a><a href="#tables">Comparison tables</a>'
         + ('<a href="#against">Against</a>' if report.against is not None else "")
-        + '<a href="#figures">Figures</a></nav>',
-        '<h2 id="completeness">Completeness</h2>', _paragraphs(completeness_lines(report)),
-        table(completeness_display(report)), "<h3>Grid</h3>", table(report.grids),
+        + '<a href="#figures">Figures</a><a href="#completeness">Completeness</a></nav>',
         '<h2 id="leaderboard">Stability leaderboard</h2>',
+        _paragraphs(leaderboard_rules(report)),
         '<p class="note">Click a column header to sort.</p>',
-        table(shown, keys=_leaderboard_keys(report, shown), table_id="leaderboard-table",
-              sortable=True),
-        '<dl class="defs">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>"
-                                      for k, v in report.definitions) + "</dl>",
-        '<h2 id="tables">Comparison tables</h2>', _paragraphs(comparison_notes(report)),
     ]
-    for bs, wide in report.tables:
-        parts += [f"<h3>Batch size {bs}</h3>", table(wide, group_sep=" labels ")]
+    for heading, ident, board in scopes(report):
+        shown = leaderboard_display(report, board)
+        parts += [f"<h3>{esc(heading)}</h3>",
+                  table(shown, keys=_leaderboard_keys(board, shown), table_id=ident,
+                        sortable=True)]
+    parts.append('<dl class="defs">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>"
+                                               for k, v in report.definitions) + "</dl>")
+    parts += [_figure(spec, images) for spec in report.figures if spec.headline]
+    parts += ['<h2 id="tables">Comparison tables</h2>', _paragraphs(comparison_notes(report))]
+    for ds, bs, wide in report.tables:
+        parts += [f"<h3>{esc(ds)} · batch size {bs}</h3>", table(wide, group_sep=" labels ")]
     if report.against is not None:
         parts += [f'<h2 id="against">Against {esc(", ".join(report.other_sweep_ids))}</h2>',
                   _paragraphs(against_notes(report)), table(against_display(report))]
     parts.append('<h2 id="figures">Figures</h2>')
-    for spec in report.figures:
-        uri = "data:image/png;base64," + base64.b64encode(images[spec.name]).decode("ascii")
-        parts.append(f'<figure id="fig-{esc(spec.name)}"><h3>{esc(spec.title)}</h3>'
-                     f'<img src="{uri}" alt="{esc(spec.title)}">'
-                     f"<figcaption>{esc(spec.caption)}</figcaption></figure>")
+    parts += [_figure(spec, images) for spec in report.figures if not spec.headline]
+    parts += ['<h2 id="completeness">Completeness</h2>', _paragraphs(completeness_lines(report)),
+              table(completeness_display(report)), "<h3>Grid</h3>", table(report.grids)]
     if report.notes:
         parts += ["<h2>Data notes</h2>", "<ul>" + "".join(f"<li>{esc(n)}</li>"
                                                           for n in report.notes) + "</ul>"]

@@ -1,24 +1,25 @@
-"""The stability leaderboard: how well and how robustly each loss learns over the whole grid.
+"""The stability leaderboard: how well each loss learns over the whole grid, above chance.
 
-Every column is a statistic of the seed-mean accuracy grid M[batch size, label fraction, lr] of one
-loss (cells scored as in `cells.score`: diverged = 0, unfinished = missing). Definitions, which
-the report and README repeat verbatim:
+One ranking per dataset (and per label fraction with `Options.per_label_fraction`): entries of
+different datasets are never ranked together. Cells are scored above chance (`cells`): a cell's
+score is `(acc - chance) / (1 - chance)`, a diverged cell scores chance (0), a running cell is left
+out. Definitions, which the report and README repeat (`definitions`):
 
-- best: per label fraction the best seed-mean accuracy over (lr, batch size); averaged over
-  label fractions.
-- robust_decades: per (batch size, label fraction) the longest run of consecutive grid lrs whose
-  seed-mean accuracy is >= 90% of the loss's best at that label fraction; each grid lr covers the
-  half-way points (in log10 lr) to its neighbours, so a run of k lrs on a grid with one point
-  per decade spans k decades. Averaged over (batch size, label fraction) panels.
-- worst: like best, with the minimum over (lr, batch size) (a diverged cell counts as 0).
-- collapse_rate: share of finished (lr, batch size, label fraction, seed) cells that diverged or
-  whose final RankMe of the backbone features (m_h_rankme) is below the threshold (default 2).
-- bs_sensitivity: per label fraction max - min over batch sizes of the best-over-lr seed-mean
-  accuracy; averaged over label fractions (n/a with one batch size).
-- Uncertainty (`*_se`): the standard deviation of the statistic over bootstrap resamples of the
-  seeds (the same resampled seeds for every cell of the loss), i.e. a bootstrap standard error.
-- rank: mean of the per-column ranks (average ranks for ties; columns that are n/a for every
-  loss are skipped); ties broken by higher best, then by name.
+- score (the rank key): per seed, the mean cell score over the grid - over lrs weighted by the
+  decades of lr each grid point covers (equal weights on an evenly log-spaced grid), over batch
+  sizes, then over label fractions; the column is the mean over seeds, ± its standard error
+  sd/sqrt(n), with a 95% t-interval (df = n - 1) from 3 seeds. A loss that never learns scores 0
+  whatever its stability; one that learns on part of the grid scores that part.
+- vs leader: "tied" when the loss's interval overlaps the leader's; "below" when it does not;
+  "too few seeds" when either has fewer than 3.
+- best: per label fraction, the (lr, batch size) with the best seed-mean *validation* metric;
+  the test metric there (raw, not above chance), averaged over label fractions, ± se.
+- lr_band: per (batch size, label fraction) panel, the longest run of consecutive grid lrs at
+  which the loss's seed-mean score is >= 90% of the best seed-mean score any loss of the ranking
+  reaches in that panel (one yardstick for all losses), in decades of lr; averaged over panels.
+- divergence_rate, collapse_rate: shares of finished cells that diverged, and that finished
+  without diverging but collapsed (`cells.collapse_flags`: normalised variance, dead units, or
+  RankMe on older stores).
 """
 
 from __future__ import annotations
@@ -29,50 +30,58 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bench.report.cells import score
-from bench.report.stats import rng_for, seed_resamples
+from bench.report.stats import MIN_SEEDS, mean_ci
 
-# (column, higher is better)
-SCORED = (("best", True), ("robust_decades", True), ("worst", True), ("collapse_rate", False),
-          ("bs_sensitivity", False))
-COLUMNS = ["rank", "loss", "sweep_id"] + [c for s, _ in SCORED for c in (s, f"{s}_se")] + [
-    "mean_rank", "n_seeds", "cells_done", "cells_seen"]
+COLUMNS = ["dataset", "label_fraction", "rank", "loss", "sweep_id", "score", "score_se",
+           "score_low", "score_high", "vs_leader", "best", "best_se", "lr_band",
+           "divergence_rate", "collapse_rate", "n_seeds", "cells_done", "cells_seen", "entry"]
+ALL_FRACTIONS = "all"
 
 
 @dataclass(frozen=True)
 class Options:
-    """Leaderboard knobs; every value is printed in the report next to the definitions."""
+    """Leaderboard knobs; every value is printed in the report next to the definitions.
 
+    Collapse: `nvar_threshold` on the normalised variance 1 - |mean(u)|^2 of the L2-normalised
+    backbone features u; it equals d * (std of u per dimension)^2, so it is the std-of-normalised-
+    embedding test (healthy ~ 1/sqrt(d)) with the width d taken out: nvar < 0.05 is a per-dimension
+    std below sqrt(0.05 / d), 22% of the healthy 1/sqrt(d), whatever d. `dead_threshold`: share of
+    feature dimensions with zero variance. `rankme_threshold`: the rule for stores without either.
+    """
+
+    nvar_threshold: float = 0.05
+    dead_threshold: float = 0.9
     rankme_threshold: float = 2.0
-    robust_fraction: float = 0.9
-    n_boot: int = 1000
+    band_fraction: float = 0.9
+    per_label_fraction: bool = False
 
 
 @dataclass(frozen=True)
 class Grid:
-    """One loss's cells as dense arrays indexed [seed, batch size, label fraction, lr]."""
+    """One entry's cells as dense arrays indexed [seed, batch size, label fraction, lr]."""
 
-    acc: np.ndarray  # scores, NaN where missing or unfinished
-    collapsed: np.ndarray  # 1 collapsed, 0 healthy, NaN missing or unfinished
+    score: np.ndarray  # above chance, NaN where missing or unfinished
+    acc: np.ndarray  # the reported metric (raw), same rule
+    sel: np.ndarray  # the selection metric (validation, or test on older stores)
+    bss: np.ndarray
+    lfs: np.ndarray
     lrs: np.ndarray
 
 
-def build_grid(cells: pd.DataFrame, metric: str, rankme_threshold: float) -> Grid:
-    """Dense arrays of one loss's cells (duplicates at one grid point: the last cell wins)."""
-    axes = [np.unique(cells[c].to_numpy()) for c in ("seed", "batch_size", "label_fraction", "lr")]
-    idx = tuple(np.searchsorted(ax, cells[c].to_numpy())
-                for ax, c in zip(axes, ("seed", "batch_size", "label_fraction", "lr")))
+AXES = ("seed", "batch_size", "label_fraction", "lr")
+
+
+def build_grid(cells: pd.DataFrame) -> Grid:
+    """Dense arrays of one entry's scored cells (duplicates at one grid point: the last wins)."""
+    axes = [np.unique(cells[c].to_numpy()) for c in AXES]
+    idx = tuple(np.searchsorted(ax, cells[c].to_numpy()) for ax, c in zip(axes, AXES))
     shape = tuple(len(ax) for ax in axes)
-    acc = np.full(shape, np.nan)
-    acc[idx] = score(cells, metric).to_numpy(float)
-    rankme = (cells["m_h_rankme"].to_numpy(float) if "m_h_rankme" in cells.columns
-              else np.full(len(cells), np.nan))
-    with np.errstate(invalid="ignore"):
-        flag = (cells["diverged"].to_numpy(bool) | (rankme < rankme_threshold)).astype(float)
-    flag[~cells["finished"].to_numpy(bool)] = np.nan
-    collapsed = np.full(shape, np.nan)
-    collapsed[idx] = flag
-    return Grid(acc, collapsed, axes[3].astype(float))
+    arrays = {}
+    for col in ("score", "acc", "sel"):
+        a = np.full(shape, np.nan)
+        a[idx] = cells[col].to_numpy(float)
+        arrays[col] = a
+    return Grid(**arrays, bss=axes[1], lfs=axes[2].astype(float), lrs=axes[3].astype(float))
 
 
 def lr_widths(lrs: np.ndarray) -> np.ndarray:
@@ -84,115 +93,183 @@ def lr_widths(lrs: np.ndarray) -> np.ndarray:
     return (ext[2:] - ext[:-2]) / 2
 
 
-def _mean(x: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
+def _nanmean(x: np.ndarray, axis: int | tuple[int, ...]) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(x, axis=axis)
 
 
-def statistics(m: np.ndarray, lrs: np.ndarray, robust_fraction: float = 0.9) -> dict[str, np.ndarray]:
-    """Accuracy columns from seed-mean grids m[..., batch size, label fraction, lr]."""
-    best_lf = np.fmax.reduce(m, axis=(-3, -1))  # (..., lf)
-    worst_lf = np.fmin.reduce(m, axis=(-3, -1))
-    thr = (robust_fraction * best_lf)[..., None, :, None]
+def per_seed_score(score: np.ndarray, lrs: np.ndarray) -> np.ndarray:
+    """score[seed, bs, lf, lr] -> per seed: lr-width-weighted mean over (bs, lr) per label
+    fraction, then the mean over label fractions (missing cells skipped)."""
+    w = lr_widths(lrs)
+    w = w if w.sum() > 0 else np.ones(len(lrs))
+    have = np.isfinite(score)
+    weights = np.where(have, w, 0.0)
+    num = np.where(have, score, 0.0) * weights
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_lf = num.sum(axis=(1, 3)) / weights.sum(axis=(1, 3))  # (seed, lf)
+    return _nanmean(per_lf, 1)
+
+
+def band_decades(means: np.ndarray, lrs: np.ndarray, yardstick: np.ndarray,
+                 fraction: float) -> np.ndarray:
+    """Longest run of consecutive lrs with means[..., lr] >= fraction * yardstick[...], in
+    decades (`lr_widths`); 0 when the yardstick is not above chance, NaN for a panel without
+    data."""
     with np.errstate(invalid="ignore"):
-        ok = (m >= thr) & (best_lf > 0)[..., None, :, None]
-    widths = lr_widths(lrs)
-    cur = np.zeros(m.shape[:-1])
-    run = np.zeros(m.shape[:-1])
-    for i, w in enumerate(widths):
+        ok = (means >= (fraction * yardstick)[..., None]) & (yardstick > 0)[..., None]
+    cur = np.zeros(means.shape[:-1])
+    run = np.zeros(means.shape[:-1])
+    for i, w in enumerate(lr_widths(lrs)):
         cur = np.where(ok[..., i], cur + w, 0.0)
         run = np.maximum(run, cur)
-    has_data = ~np.isnan(m).all(axis=-1)
-    run = np.where(has_data, run, np.nan)
-    best_bs = np.fmax.reduce(m, axis=-1)  # (..., bs, lf)
-    spread = np.fmax.reduce(best_bs, axis=-2) - np.fmin.reduce(best_bs, axis=-2)
-    spread = np.where((~np.isnan(best_bs)).sum(axis=-2) >= 2, spread, np.nan)
-    return {"best": _mean(best_lf, -1), "worst": _mean(worst_lf, -1),
-            "robust_decades": _mean(run, (-2, -1)), "bs_sensitivity": _mean(spread, -1)}
+    return np.where(np.isfinite(means).any(axis=-1), run, np.nan)
 
 
-def loss_row(grid: Grid, options: Options, rng: np.random.Generator) -> dict[str, float]:
-    """Point estimates and bootstrap standard errors of every column for one loss."""
+def best_on_validation(grid: Grid) -> tuple[float, np.ndarray]:
+    """Per label fraction, the (batch size, lr) with the best seed-mean selection metric (ties:
+    smaller lr, then smaller batch size); returns the mean over label fractions of the seed-mean
+    test metric there, and the per-seed values (mean over label fractions)."""
+    sel_mean = _nanmean(grid.sel, 0)  # (bs, lf, lr)
     n_seeds = grid.acc.shape[0]
-    point = statistics(_mean(grid.acc, 0), grid.lrs, options.robust_fraction)
-    point["collapse_rate"] = _mean(grid.collapsed, (0, 1, 2, 3))
-    row = {k: _clean(v) for k, v in point.items()}
-    if n_seeds >= 2:
-        idx = seed_resamples(n_seeds, rng=rng, n_boot=options.n_boot)
-        boot = statistics(_mean(grid.acc[idx], 1), grid.lrs, options.robust_fraction)
-        boot["collapse_rate"] = _mean(grid.collapsed[idx], (1, 2, 3, 4))
-        for k, v in boot.items():
-            finite = v[np.isfinite(v)]
-            row[f"{k}_se"] = _clean(finite.std(ddof=1)) if len(finite) >= 2 else float("nan")
-    else:
-        row.update({f"{k}_se": float("nan") for k in point})
-    return row
+    per_seed = np.full((n_seeds, len(grid.lfs)), np.nan)
+    means = np.full(len(grid.lfs), np.nan)
+    for j in range(len(grid.lfs)):
+        m = sel_mean[:, j, :].T  # (lr, bs): flat order = smaller lr first, then smaller bs
+        if not np.isfinite(m).any():
+            continue
+        k = int(np.nanargmax(m.ravel()))
+        lr_i, bs_i = divmod(k, m.shape[1])
+        per_seed[:, j] = grid.acc[:, bs_i, j, lr_i]
+        means[j] = _nanmean(per_seed[:, j], 0)
+    return float(_nanmean(means, 0)), _nanmean(per_seed, 1)
+
+
+def yardsticks(cells: pd.DataFrame) -> pd.Series:
+    """Per (batch size, label fraction): the best seed-mean cell score of any entry at any lr."""
+    means = cells.groupby(["sweep_id", "entry", "batch_size", "label_fraction", "lr"],
+                          sort=True)["score"].mean()
+    return means.groupby(level=["batch_size", "label_fraction"]).max()
+
+
+def entry_row(cells: pd.DataFrame, yard: pd.Series, options: Options) -> dict[str, object]:
+    """Every column of one entry (one sweep's loss on one dataset)."""
+    grid = build_grid(cells)
+    seeds = per_seed_score(grid.score, grid.lrs)
+    ci = mean_ci(seeds)
+    best, best_seeds = best_on_validation(grid)
+    best_ci = mean_ci(best_seeds)
+    means = _nanmean(grid.score, 0)  # (bs, lf, lr)
+    ys = np.array([[yard.get((bs, lf), np.nan) for lf in grid.lfs] for bs in grid.bss])
+    band = band_decades(means, grid.lrs, ys, options.band_fraction)
+    finished = cells["finished"].to_numpy(bool)
+    known = finished & cells["collapsed"].notna().to_numpy()
+    done = int(finished.sum())
+    return {
+        "score": _clean(ci.mean), "score_se": _clean(ci.se), "score_low": _clean(ci.low),
+        "score_high": _clean(ci.high), "best": _clean(best), "best_se": _clean(best_ci.se),
+        "lr_band": _clean(_nanmean(band, (0, 1))),
+        "divergence_rate": _clean(cells["diverged"].sum() / done) if done else np.nan,
+        "collapse_rate": (_clean((cells["collapsed"].to_numpy() == 1)[known].mean())
+                          if known.any() else np.nan),
+        "n_seeds": ci.n, "cells_done": done, "cells_seen": len(cells),
+    }
 
 
 def _clean(x: float | np.ndarray) -> float:
-    """Round away float noise (1e-17 standard errors, 0.0199999 vs 0.02) so that equal values
-    tie in the ranking and print as the same number."""
-    return round(float(x), 12)
+    """Round away float noise (1e-17, 0.0199999 vs 0.02) so that equal values tie and print the
+    same."""
+    x = float(x)
+    return round(x, 12) if np.isfinite(x) else float("nan")
 
 
-def leaderboard(cells: pd.DataFrame, metric: str, options: Options | None = None) -> pd.DataFrame:
-    """One row per (sweep_id, loss), ranked by the combined rule in the module docstring."""
+def leaderboard(cells: pd.DataFrame, options: Options | None = None) -> pd.DataFrame:
+    """One ranking per dataset (per (dataset, label fraction) with `options.per_label_fraction`)
+    of the scored `cells` (`cells.add_scores`), ranked as the module docstring states."""
     options = options or Options()
-    rows = []
-    for (sweep, entry), group in cells.groupby(["sweep_id", "entry"], sort=True):
-        grid = build_grid(group, metric, options.rankme_threshold)
-        row = loss_row(grid, options, rng_for(sweep, entry))
-        row.update(loss=entry, sweep_id=sweep, n_seeds=grid.acc.shape[0],
-                   cells_done=int(group["finished"].sum()), cells_seen=len(group))
-        rows.append(row)
-    table = pd.DataFrame(rows)
-    return rank(table)[COLUMNS]
+    boards = []
+    for dataset, dcells in cells.groupby("dataset", sort=True):
+        scopes: list[tuple[object, pd.DataFrame]] = [(ALL_FRACTIONS, dcells)]
+        if options.per_label_fraction:
+            scopes = [(float(lf), g) for lf, g in dcells.groupby("label_fraction", sort=True)]
+        for lf, scope in scopes:
+            yard = yardsticks(scope)
+            rows = []
+            for (sweep, entry), group in scope.groupby(["sweep_id", "entry"], sort=True):
+                row = entry_row(group, yard, options)
+                row.update(dataset=dataset, label_fraction=lf, loss=group["name"].iloc[0],
+                           sweep_id=sweep, entry=entry)
+                rows.append(row)
+            boards.append(rank(pd.DataFrame(rows)))
+    return pd.concat(boards, ignore_index=True)[COLUMNS]
 
 
-def rank(table: pd.DataFrame) -> pd.DataFrame:
-    """Add `mean_rank` and `rank` (1 = most stable) as the module docstring states."""
-    ranks = []
-    for col, higher in SCORED:
-        if table[col].notna().any():
-            ranks.append(table[col].rank(ascending=not higher, method="average"))
-    table = table.copy()
-    table["mean_rank"] = pd.concat(ranks, axis=1).mean(axis=1) if ranks else np.nan
-    table = table.sort_values(["mean_rank", "best", "loss", "sweep_id"],
-                              ascending=[True, False, True, True], kind="mergesort",
-                              na_position="last")
-    table["rank"] = np.arange(1, len(table) + 1)
-    return table.reset_index(drop=True)
+def rank(board: pd.DataFrame) -> pd.DataFrame:
+    """Sort one ranking by score (high first; ties by name, then sweep), number it, and mark
+    every loss against the leader's 95% interval."""
+    board = board.sort_values(["score", "loss", "sweep_id"], ascending=[False, True, True],
+                              kind="mergesort", na_position="last").reset_index(drop=True)
+    board["rank"] = np.arange(1, len(board) + 1)
+    lead_low = board["score_low"].iloc[0]
+    lead_high = board["score_high"].iloc[0]
+    status = []
+    for i, (low, high) in enumerate(zip(board["score_low"], board["score_high"])):
+        if i == 0:
+            status.append("leader")
+        elif not (np.isfinite(low) and np.isfinite(lead_low)):
+            status.append("too few seeds")
+        else:
+            status.append("tied" if high >= lead_low and low <= lead_high else "below")
+    board["vs_leader"] = status
+    return board
 
 
-def definitions(options: Options, metric: str) -> list[tuple[str, str]]:
+def definitions(options: Options, metric: str, collapse_rule: str) -> list[tuple[str, str]]:
     """(column, definition) pairs printed under the leaderboard in README.md and index.html."""
-    pct = f"{options.robust_fraction:.0%}"
+    pct = f"{options.band_fraction:.0%}"
+    name = metric.removeprefix("m_")
+    scope = "(dataset, label fraction)" if options.per_label_fraction else "dataset"
     return [
-        ("score", f"each (lr, batch size, label fraction, seed) cell scores its final {metric}; "
-                  "a diverged cell without a value scores 0; running cells are left out. "
-                  "Accuracy grids are seed means."),
-        ("best", "per label fraction, the best seed-mean accuracy over (lr, batch size); "
-                 "averaged over label fractions. Higher is better."),
-        ("robust_decades", f"per (batch size, label fraction), the longest run of consecutive "
-                           f"grid lrs whose seed-mean accuracy stays >= {pct} of the loss's own "
-                           "best at that label fraction, in decades of lr: each grid lr covers "
-                           "the half-way points (log10) to its neighbours, so k lrs one decade "
-                           "apart span k decades (one lr in the grid: 0). Averaged over (batch "
-                           "size, label fraction). Higher is better."),
-        ("worst", "per label fraction, the worst seed-mean accuracy over (lr, batch size) "
-                  "(diverged = 0); averaged over label fractions. Higher is better."),
-        ("collapse_rate", "share of finished (lr, batch size, label fraction, seed) cells that "
-                          "diverged or whose final RankMe of the backbone features (m_h_rankme) "
-                          f"is below {options.rankme_threshold:g}. Lower is better."),
-        ("bs_sensitivity", "per label fraction, max - min over batch sizes of the best-over-lr "
-                           "seed-mean accuracy; averaged over label fractions (n/a with one "
-                           "batch size). Lower is better."),
-        ("± (se)", f"bootstrap standard error over seeds: the seeds of a loss are resampled with "
-                   f"replacement ({options.n_boot} times, fixed RNG seed) and the column is "
-                   "recomputed; n/a with fewer than 2 seeds."),
-        ("rank", "sort by the mean of the per-column ranks (best, robust_decades, worst: higher "
-                 "ranks first; collapse_rate, bs_sensitivity: lower first; ties share the "
-                 "average rank; a column that is n/a for every loss is skipped); ties broken by "
-                 "higher best, then by name."),
+        ("cell score", f"each (lr, batch size, label fraction, seed) cell scores its final test "
+                       f"{name} above chance, (acc - chance) / (1 - chance): 0 = guessing, 1 = "
+                       "perfect. A diverged cell scores chance (0); running cells are left out."),
+        ("score", "the rank key. Per seed, the mean cell score over the grid: over lrs weighted by "
+                  "the decades of lr each grid point covers (equal weights on an evenly "
+                  "log-spaced grid), over batch sizes, then over label fractions; the column is "
+                  "the mean over seeds ± its standard error (sd / sqrt(n)), with the 95% "
+                  f"t-interval (df = n - 1) from {MIN_SEEDS} seeds. A loss must be good across "
+                  "the grid to rank: one that never learns scores 0 however stable it is."),
+        ("vs leader", "tied: the loss's 95% interval overlaps the leader's; below: it does not; "
+                      f"too few seeds: the loss or the leader has fewer than {MIN_SEEDS}."),
+        ("best", "per label fraction, the test metric (raw, not above chance) at the (lr, batch "
+                 "size) with the best seed-mean validation metric; averaged over label "
+                 "fractions, ± se over seeds. Not the rank key."),
+        ("lr_band", f"per (batch size, label fraction) panel, the longest run of consecutive grid "
+                    f"lrs where the loss's seed-mean score is >= {pct} of the best seed-mean "
+                    "score any loss of this ranking reaches in the panel (one yardstick for "
+                    "all), in decades of lr (each lr covers the half-way points, in log10, to "
+                    "its neighbours); averaged over panels."),
+        ("divergence_rate", "share of finished cells whose training diverged (non-finite loss)."),
+        ("collapse_rate", f"share of finished cells that did not diverge but collapsed: "
+                          f"{collapse_rule}."),
+        ("rank", f"one ranking per {scope} (never across datasets), by score, high first; ties "
+                 "by name."),
     ]
+
+
+def collapse_rule_text(options: Options, rules: set[str]) -> str:
+    """The collapse rule as printed, for the rules the cells actually used."""
+    nvar = (f"the backbone features' normalised variance m_h_nvar = 1 - |mean(u)|^2 of the "
+            f"L2-normalised features u is below {options.nvar_threshold:g} (equivalently their "
+            f"per-dimension std is below sqrt({options.nvar_threshold:g} / d) of width d, vs "
+            f"1/sqrt(d) when healthy) or their share of zero-variance dimensions m_h_dead is at "
+            f"least {options.dead_threshold:g}")
+    rankme = f"the backbone RankMe m_h_rankme is below {options.rankme_threshold:g}"
+    if "nvar" in rules and "rankme" in rules:
+        return f"{nvar}; for cells without these (older stores): {rankme}"
+    if "nvar" in rules:
+        return nvar
+    if "rankme" in rules:
+        return f"{rankme} (this store has no m_h_nvar or m_h_dead: the older rule)"
+    return "not measured (no geometry metrics stored)"

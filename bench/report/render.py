@@ -84,8 +84,9 @@ def report_files(report: Report) -> dict[str, bytes]:
     files["index.html"] = render_html(report, pngs).encode()
     files["leaderboard.csv"] = _csv(report.leaderboard)
     files["completeness.csv"] = _csv(report.completeness)
+    files["comparisons.csv"] = _csv(report.comparisons)
     primary = report.long[report.long["sweep_id"] == report.sweep_id]
-    for bs, _ in report.tables:
+    for bs in sorted({bs for _, bs, _ in report.tables}):
         files[f"comparison_bs{bs}.csv"] = _csv(primary[primary["batch_size"] == bs])
     if report.against is not None:
         files["against.csv"] = _csv(report.against)

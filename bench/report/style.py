@@ -9,6 +9,7 @@ fixed margins also make every figure line up the same way. Tick labels are plain
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -16,32 +17,75 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 _STYLES = {None: "-", "cloa": "--", "clop": ":"}
+_MARKERS = ("o", "s", "^", "D", "v", "P")
+MAX_LINES = 6  # lines per panel: a family with more entries is split over several panels
 LEFT, BOTTOM, TOP, WGAP, HGAP = 0.8, 0.65, 0.75, 0.6, 0.65  # inches
 
 
 class Styles:
-    """Colour by base loss, line style by add-on (CLOA dashed, CLOP dotted, as CLOA Fig. 2
-    draws its variants), so one loss looks the same in every figure; a loss of an --against
-    sweep is drawn faded with square markers."""
+    """A colour per loss family (a base loss and its add-on variants), the same in every figure
+    of a report whatever the dataset; line style by add-on (CLOA dashed, CLOP dotted, as CLOA
+    Fig. 2 draws its variants); a marker per entry within its family (parameter variants). A loss
+    of an --against sweep is drawn faded."""
 
     def __init__(self, info: pd.DataFrame, primary: str) -> None:
-        bases = list(dict.fromkeys(info.sort_values("order")["base"]))
-        self._color = {b: _palette(len(bases))[i % 20] for i, b in enumerate(bases)}
+        families = sorted(set(info["family"]))
+        self._color = {f: _palette(len(families))[i % 20] for i, f in enumerate(families)}
+        names = info.get("name", pd.Series(info.index.get_level_values(1), index=info.index))
+        self._marker = {}
+        for _, group in info.assign(_name=names).groupby("family", sort=True):
+            # in table order (the base loss first), by name so that datasets and sweeps agree
+            plain = list(dict.fromkeys(group.sort_values(["order", "_name"])["_name"]))
+            for key, name in zip(group.index, group["_name"]):
+                self._marker[key] = _MARKERS[plain.index(name) % len(_MARKERS)]
         self._info = info
         self._primary = primary
 
+    def name(self, sweep: str, entry: str) -> str:
+        """The entry's name without its dataset suffix (a figure shows one dataset)."""
+        if "name" in self._info.columns:
+            return str(self._info.loc[(sweep, entry), "name"])
+        return entry
+
+    def family(self, sweep: str, entry: str) -> str:
+        return str(self._info.loc[(sweep, entry), "family"])
+
+    def color(self, family: str) -> object:
+        return self._color.get(family, "0.3")
+
     def __call__(self, sweep: str, entry: str) -> dict[str, object]:
         row = self._info.loc[(sweep, entry)]
-        style: dict[str, object] = {"color": self._color[row["base"]],
-                                    "linestyle": _STYLES.get(row["addon"], "-.")}
+        style: dict[str, object] = {"color": self._color[row["family"]],
+                                    "linestyle": _STYLES.get(row["addon"], "-."),
+                                    "marker": self._marker[(sweep, entry)]}
         if sweep != self._primary:
-            style.update(alpha=0.5, marker="s")
+            style.update(alpha=0.5)
         return style
 
 
+def family_panels(entries: list[tuple[str, str]], styles: Styles) -> list[tuple[str, list]]:
+    """(family title, entries) per panel: entries grouped by family in the given order, at most
+    MAX_LINES per panel ("infonce (2/2)" when a family needs more)."""
+    groups: dict[str, list[tuple[str, str]]] = {}
+    for key in entries:
+        groups.setdefault(styles.family(*key), []).append(key)
+    panels = []
+    for family, keys in groups.items():
+        chunks = [keys[i:i + MAX_LINES] for i in range(0, len(keys), MAX_LINES)]
+        for i, chunk in enumerate(chunks):
+            title = family if len(chunks) == 1 else f"{family} ({i + 1}/{len(chunks)})"
+            panels.append((title, chunk))
+    return panels
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a dataset name ("synthetic_subspaces", "my_data_v2")."""
+    out = re.sub(r"[^A-Za-z0-9_.-]+", "_", str(text)).strip("._")
+    return out or "dataset"
+
+
 def _palette(n: int) -> list[object]:
-    """Matplotlib's default 10 colours, or tab20's 20 when more base losses must stay apart
-    (a sweep over two datasets has a base entry per (loss, dataset))."""
+    """Matplotlib's default 10 colours, or tab20's 20 when more families must stay apart."""
     if n <= 10:
         return [f"C{i}" for i in range(10)] * 2
     from matplotlib import colormaps

@@ -1,12 +1,16 @@
-"""Paper-style comparison tables: loss x label fraction, best over lr, per batch size.
+"""Paper-style comparison tables: loss x label fraction, test metric at the lr chosen on validation.
 
 Modelled on CLOA's Tables 3-4 (arXiv:2403.18699 companion, "CIFAR10/100 Classification Accuracy
-with Different Loss Functions"): each base loss is followed by its `cloa+`/`clop+` variants, each
-cell is the best lr's accuracy. Unlike the paper we report mean ± std over seeds with n, and the
-variant - base difference with a 95% bootstrap interval over seeds, marked `*` when it excludes 0.
-
-The best lr is chosen per (loss, batch size, label fraction) by the seed-mean of the top-1 metric
-(ties: the smaller lr); top-5 is read at that same lr.
+with Different Loss Functions"): each base loss is followed by its `cloa+`/`clop+` variants. Unlike
+the paper, and following the scientific protocol (DESIGN.md):
+- the lr of each (loss, batch size, label fraction) is chosen on the seed mean of the validation
+  metric (ties: the smaller lr); the cell shows the test metric at that lr, mean ± std over seeds
+  with n, read once (a store without validation metrics falls back to choosing on test, and the
+  report says so);
+- variant - base is paired by seed (each at its own chosen lr; seeds only one side has are left
+  out), with a 95% t-interval (df = n - 1); the comparisons of one table (one dataset and batch
+  size) are Holm-corrected together and `*` marks Holm-adjusted p < 0.05; with fewer than 3
+  paired seeds only the estimate is shown, marked "too few seeds".
 """
 
 from __future__ import annotations
@@ -14,27 +18,34 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from bench.report.cells import score
-from bench.report.stats import bootstrap_diff, rng_for
+from bench.report.stats import MIN_SEEDS, holm, paired_t, significant
 
 PANEL = ["sweep_id", "entry", "batch_size", "label_fraction"]
-LONG_COLUMNS = ["sweep_id", "loss", "base", "addon", "batch_size", "label_fraction", "best_lr",
-                "top1_mean", "top1_std", "top5_mean", "top5_std", "n_seeds", "n_cells",
-                "n_running", "n_diverged", "diff", "diff_low", "diff_high", "diff_paired",
-                "diff_significant"]
+TABLE = ["sweep_id", "dataset", "batch_size"]  # one comparison table = one Holm family
+LONG_COLUMNS = ["sweep_id", "dataset", "loss", "base", "addon", "batch_size", "label_fraction",
+                "selected_on", "best_lr", "selection_mean", "top1_mean", "top1_std", "top5_mean",
+                "top5_std", "n_seeds", "n_cells", "n_running", "n_diverged", "n_collapsed",
+                "base_lr", "diff", "diff_low", "diff_high", "diff_n", "diff_p", "diff_p_holm",
+                "diff_significant", "diff_note"]
+COMPARISON_COLUMNS = ["sweep_id", "dataset", "batch_size", "label_fraction", "variant", "base",
+                      "metric", "selected_on", "n_seeds", "variant_lr", "base_lr", "delta",
+                      "ci_low", "ci_high", "p_value", "p_holm", "significant", "note"]
+TOO_FEW = "too few seeds"
 
 
 def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
-    """Per (sweep_id, entry): its base loss, add-on and position in table order.
+    """Per (sweep_id, entry): its base loss, family, add-on and position in table order.
 
     Order: base losses alphabetically, each followed directly by its add-on variants (by add-on
     name), as the paper tables place CLOA-InfoNCE under InfoNCE.
     """
-    cols = ["sweep_id", "entry", "loss", "base_loss", "addon"]
+    cols = ["sweep_id", "entry", "loss", "base_loss", "addon",
+            *(["name"] if "name" in cells.columns else [])]
     suffixed = "entry_suffix" in cells.columns
     first = cells.drop_duplicates(["sweep_id", "entry"])[
         [*cols, *(["entry_suffix"] if suffixed else [])]].copy()
     first["base"] = first["base_loss"].where(first["base_loss"].notna(), first["loss"]).astype(str)
+    first["family"] = first["base"]  # the base loss and its add-on variants, any dataset
     if suffixed:  # a variant pairs with the base loss of its own dataset
         first["base"] = first["base"] + first["entry_suffix"].astype(str)
     addon = [a if isinstance(a, str) and a else None for a in first["addon"]]
@@ -46,31 +57,40 @@ def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
     first["base_entry"] = [b if v and (s, b) in names else None
                            for s, b, v in zip(first["sweep_id"], first["base"], first["is_variant"])]
     first["order"] = np.arange(len(first))
-    return first.set_index(["sweep_id", "entry"])[["base", "addon", "base_entry", "order"]]
+    keep = ["base", "family", "addon", "base_entry", "order",
+            *(["name"] if "name" in first.columns else [])]
+    return first.set_index(["sweep_id", "entry"])[keep]
 
 
-def best_over_lr(cells: pd.DataFrame, metric: str, top5: str | None = None) -> pd.DataFrame:
-    """Long table: one row per (sweep, loss, batch size, label fraction) at its best lr."""
-    c = cells[[*PANEL, "lr", "seed", "finished", "diverged"]].copy()
-    c["s1"] = score(cells, metric)
-    c["s5"] = score(cells, top5) if top5 else np.nan
-    means = (c.groupby([*PANEL, "lr"], sort=True)["s1"].mean().dropna().reset_index()
-             .sort_values([*PANEL, "s1", "lr"], ascending=[True] * 4 + [False, True],
+def best_over_lr(cells: pd.DataFrame, selection: dict[str, str]) -> pd.DataFrame:
+    """Long table: one row per (sweep, loss, batch size, label fraction) at its selected lr.
+
+    `cells` are scored (`cells.add_scores`: columns acc, acc5, sel, collapsed); `selection`
+    maps a sweep to the column its lrs were chosen on (shown as `selected_on`).
+    """
+    c = cells[[*PANEL, "dataset", "lr", "seed", "finished", "diverged", "collapsed", "acc",
+               "acc5", "sel"]]
+    means = (c.groupby([*PANEL, "lr"], sort=True)["sel"].mean().dropna().reset_index()
+             .sort_values([*PANEL, "sel", "lr"], ascending=[True] * 4 + [False, True],
                           kind="mergesort"))
-    best = means.drop_duplicates(PANEL).rename(columns={"lr": "best_lr"})[[*PANEL, "best_lr"]]
+    best = (means.drop_duplicates(PANEL)
+            .rename(columns={"lr": "best_lr", "sel": "selection_mean"}))
     counts = c.groupby(PANEL, sort=True).agg(
+        dataset=("dataset", "first"),
         n_cells=("finished", "size"),
         n_running=("finished", lambda s: int((~s).sum())),
         n_diverged=("diverged", "sum"),
+        n_collapsed=("collapsed", lambda s: int((s == 1).sum())),
     ).reset_index()
-    at = c.merge(best, on=PANEL).query("lr == best_lr")
+    at = c.merge(best[[*PANEL, "best_lr"]], on=PANEL).query("lr == best_lr")
     stats = at.groupby(PANEL, sort=True).agg(
-        top1_mean=("s1", "mean"), top1_std=("s1", "std"), n_seeds=("s1", "count"),
-        top5_mean=("s5", "mean"), top5_std=("s5", "std"),
+        top1_mean=("acc", "mean"), top1_std=("acc", "std"), n_seeds=("acc", "count"),
+        top5_mean=("acc5", "mean"), top5_std=("acc5", "std"),
     ).reset_index()
     out = counts.merge(best, on=PANEL, how="left").merge(stats, on=PANEL, how="left")
     out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
     out["n_diverged"] = out["n_diverged"].astype(int)
+    out["selected_on"] = [selection.get(str(s), "") for s in out["sweep_id"]]
     info = entry_info(cells)
     joined = _add_diffs(out.join(info, on=["sweep_id", "entry"]), at)
     joined = joined.sort_values(["order", "batch_size", "label_fraction"], kind="mergesort")
@@ -78,25 +98,65 @@ def best_over_lr(cells: pd.DataFrame, metric: str, top5: str | None = None) -> p
 
 
 def _add_diffs(out: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
-    """Variant - base, each at its own best lr, with a bootstrap interval over seeds."""
-    per_seed = {k: dict(zip(g["seed"].astype(int), g["s1"].astype(float)))
-                for k, g in at.dropna(subset=["s1"]).groupby(PANEL, sort=True)}
-    diffs = []
+    """Variant - base, each at its own selected lr, paired by seed, t-interval, Holm per table."""
+    per_seed = {k: dict(zip(g["seed"].astype(int), g["acc"].astype(float)))
+                for k, g in at.dropna(subset=["acc"]).groupby(PANEL, sort=True)}
+    best_lr = {tuple(k): lr for *k, lr in out[[*PANEL, "best_lr"]].itertuples(index=False)}
+    rows = []
     for sweep, entry, bs, lf, base_entry in out[[*PANEL, "base_entry"]].itertuples(
             index=False, name=None):
-        a = per_seed.get((sweep, entry, bs, lf), {})
-        b = per_seed.get((sweep, base_entry, bs, lf), {}) if base_entry is not None else {}
-        if not a or not b:
-            diffs.append((np.nan, np.nan, np.nan, pd.NA, pd.NA))
+        blank = (np.nan, np.nan, np.nan, np.nan, 0, np.nan, "")
+        if base_entry is None:
+            rows.append(blank)
             continue
-        d = bootstrap_diff(a, b, rng=rng_for(sweep, entry, bs, lf))
-        sig = d.significant if np.isfinite(d.low) else pd.NA
-        diffs.append((d.diff, d.low, d.high, d.paired, sig))
-    cols = ["diff", "diff_low", "diff_high", "diff_paired", "diff_significant"]
-    frame = pd.DataFrame(diffs, columns=cols, index=out.index)
-    for col in cols[3:]:
-        frame[col] = frame[col].astype("boolean")
+        base_lr = best_lr.get((sweep, base_entry, bs, lf), np.nan)
+        a = per_seed.get((sweep, entry, bs, lf), {})
+        b = per_seed.get((sweep, base_entry, bs, lf), {})
+        common = sorted(set(a) & set(b))
+        if not common:
+            note = "no paired seeds" if a and b else ""
+            rows.append((base_lr, np.nan, np.nan, np.nan, 0, np.nan, note))
+            continue
+        d = np.array([a[s] - b[s] for s in common])
+        if len(d) < MIN_SEEDS:
+            rows.append((base_lr, float(d.mean()), np.nan, np.nan, len(d), np.nan, TOO_FEW))
+            continue
+        mean, low, high, p, _ = paired_t(d[None, :])
+        rows.append((base_lr, float(mean[0]), float(low[0]), float(high[0]), len(d), float(p[0]),
+                     ""))
+    cols = ["base_lr", "diff", "diff_low", "diff_high", "diff_n", "diff_p", "diff_note"]
+    frame = pd.DataFrame(rows, columns=cols, index=out.index)
+    frame["diff_n"] = frame["diff_n"].astype(int)
+    frame["diff_p_holm"] = np.nan
+    keys = out[TABLE].astype(str).agg("\x1f".join, axis=1)
+    for _, idx in frame.groupby(keys.to_numpy(), sort=True).groups.items():
+        frame.loc[idx, "diff_p_holm"] = holm(frame.loc[idx, "diff_p"].to_numpy(float))
+    sig = significant(frame["diff_p_holm"].to_numpy())
+    frame["diff_significant"] = pd.array(
+        [bool(x) if np.isfinite(p) else pd.NA for x, p in zip(sig, frame["diff_p_holm"])],
+        dtype="boolean")
     return pd.concat([out, frame], axis=1)
+
+
+def comparisons(long: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """comparisons.csv: one row per (dataset, batch size, label fraction, variant) that has a
+    base loss in the sweep; `significant` is after Holm's correction within the table."""
+    names = set(zip(long["sweep_id"], long["loss"]))
+    keep = np.array([isinstance(a, str) and bool(a) and (s, b) in names
+                     for a, s, b in zip(long["addon"], long["sweep_id"], long["base"])],
+                    dtype=bool)
+    v = long[keep]
+    out = pd.DataFrame({
+        "sweep_id": v["sweep_id"], "dataset": v["dataset"], "batch_size": v["batch_size"],
+        "label_fraction": v["label_fraction"], "variant": v["loss"], "base": v["base"],
+        "metric": metric, "selected_on": v["selected_on"], "n_seeds": v["diff_n"],
+        "variant_lr": v["best_lr"], "base_lr": v["base_lr"], "delta": v["diff"],
+        "ci_low": v["diff_low"], "ci_high": v["diff_high"], "p_value": v["diff_p"],
+        "p_holm": v["diff_p_holm"], "significant": v["diff_significant"], "note": v["diff_note"],
+    })
+    out = out.sort_values(["sweep_id", "dataset", "batch_size", "label_fraction", "variant"],
+                          kind="mergesort")
+    return out[COMPARISON_COLUMNS].reset_index(drop=True)
 
 
 def fmt(x: float, accuracy: bool = True) -> str:
@@ -121,16 +181,15 @@ def _cell_text(mean: float, std: float, n: int, running: int, diverged: int, cel
 
 def _diff_text(row: pd.Series, accuracy: bool) -> str:
     if pd.isna(row["diff"]):
-        return ""
+        return str(row["diff_note"] or "")
     sign = "+" if row["diff"] >= 0 else ""
     text = f"{sign}{fmt(row['diff'], accuracy)}"
     if np.isfinite(row["diff_low"]):
         text += f" [{fmt(row['diff_low'], accuracy)}, {fmt(row['diff_high'], accuracy)}]"
         text += "*" if _flag(row["diff_significant"]) is True else ""
+        text += f" (n={int(row['diff_n'])})"
     else:
-        text += " (n<2, no CI)"
-    if _flag(row["diff_paired"]) is False:
-        text += " unpaired"
+        text += f" (n={int(row['diff_n'])}, {row['diff_note'] or TOO_FEW})"
     return text
 
 
@@ -143,7 +202,7 @@ def fraction_label(lf: float) -> str:
     return f"{lf * 100:g}% labels"
 
 
-def comparison_wide(long: pd.DataFrame, sweep_id: str, batch_size: int,
+def comparison_wide(long: pd.DataFrame, sweep_id: str, dataset: str, batch_size: int,
                     metric: str = "m_linear_top1") -> pd.DataFrame:
     """One paper table (strings): rows = losses in table order, columns per label fraction.
 
@@ -151,11 +210,13 @@ def comparison_wide(long: pd.DataFrame, sweep_id: str, batch_size: int,
     them under one "10% labels" heading)."""
     accuracy = "top" in metric
     name = "top-1" if metric.endswith("top1") else metric.removeprefix("m_")
-    part = long[(long["sweep_id"] == sweep_id) & (long["batch_size"] == batch_size)]
+    part = long[(long["sweep_id"] == sweep_id) & (long["dataset"] == dataset)
+                & (long["batch_size"] == batch_size)]
     has_top5 = part["top5_mean"].notna().any()
-    has_diff = part["diff"].notna().any()
+    has_diff = part["base_lr"].notna().any()
     losses = list(dict.fromkeys(part["loss"]))
     fractions = sorted(part["label_fraction"].unique())
+    on_val = part["selected_on"].astype(str).str.startswith("m_val_").all()
     table: dict[str, list[str]] = {"loss": losses}
     for lf in fractions:
         sub = part[part["label_fraction"] == lf].set_index("loss").reindex(losses)
@@ -171,7 +232,8 @@ def comparison_wide(long: pd.DataFrame, sweep_id: str, batch_size: int,
         if has_diff:
             table[f"{head} Δ {name} vs base [95% CI]"] = [
                 _diff_text(r, accuracy) for _, r in sub.iterrows()]
-        table[f"{head} best lr"] = [fmt(v, False) for v in sub["best_lr"]]
+        table[f"{head} lr (chosen on {'val' if on_val else 'TEST'})"] = [
+            fmt(v, False) for v in sub["best_lr"]]
     return pd.DataFrame(table)
 
 

@@ -87,9 +87,10 @@ class Browser:
             if "method" in reply:
                 self.events.append(reply)
 
-    def wait_event(self, method: str, timeout: float = 30.0) -> dict[str, Any]:
+    def wait_event(self, method: str, timeout: float = 30.0, after: int = 0) -> dict[str, Any]:
+        """The first `method` event from index `after` of `events` on (waiting for it)."""
         deadline = time.monotonic() + timeout
-        for event in self.events:
+        for event in self.events[after:]:
             if event["method"] == method:
                 return event
         while True:
@@ -100,8 +101,10 @@ class Browser:
                     return reply
 
     def open(self, url: str) -> None:
+        """Navigate and wait for this navigation's load event (not an earlier page's)."""
+        seen = len(self.events)
         self.call("Page.navigate", session=True, url=url)
-        self.wait_event("Page.loadEventFired")
+        self.wait_event("Page.loadEventFired", after=seen)
 
     def evaluate(self, expression: str) -> Any:
         result = self.call("Runtime.evaluate", session=True, expression=expression,

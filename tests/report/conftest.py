@@ -13,9 +13,10 @@ from report_fixtures import GOLDEN
 
 @pytest.fixture(scope="session")
 def golden_rows() -> pd.DataFrame:
-    from bench.store import read_results
+    """The golden store as `bench report` reads it (metrics kept in m_extra expanded)."""
+    from bench.store import expand_extra, read_results
 
-    return read_results(GOLDEN)
+    return expand_extra(read_results(GOLDEN)).drop(columns=["m_extra"], errors="ignore")
 
 
 @pytest.fixture()

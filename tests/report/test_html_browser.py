@@ -21,6 +21,9 @@ from bench.report.render import render_report
 
 pytestmark = pytest.mark.browser
 EVIL = "<script>alert(1)</script>"
+OLD_STORE = ["m_val_knn_top1", "m_val_linear_top1", "m_val_linear_top5", "m_h_nvar", "m_h_dead",
+             "m_num_classes"]
+BOARD = "#leaderboard-digits"
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -47,16 +50,17 @@ def page(chromium: str, golden_rows: pd.DataFrame, tmp_path_factory: pytest.Temp
         rows[col] = rows[col].str.replace("infonce", "in$fo", regex=False)
     root = tmp_path_factory.mktemp("browser")
     out = render_report(rows, root / "report")
+    old = render_report(golden_rows.drop(columns=OLD_STORE), root / "old", figures=False)
     browser = Browser(chromium, root / "profile")
     try:
         browser.open((out / "index.html").resolve().as_uri())
-        yield browser, out
+        yield browser, out, old
     finally:
         browser.close()
 
 
 def test_page_loads_without_errors_or_dialogs(page) -> None:
-    browser, _ = page
+    browser, *_ = page
     assert browser.evaluate("document.title").startswith("Stability report: golden")
     assert browser.errors() == []
     assert not [e for e in browser.events if e["method"] == "Page.javascriptDialogOpening"]
@@ -69,10 +73,10 @@ def _pixels(png: bytes) -> np.ndarray:
 
 
 def test_plots_render(page) -> None:
-    browser, out = page
+    browser, out, _ = page
     widths = browser.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth)")
-    assert len(widths) == 5 and all(w > 100 for w in widths)
-    browser.evaluate("document.getElementById('fig-accuracy_vs_lr').scrollIntoView()")
+    assert len(widths) == 6 and all(w > 100 for w in widths)
+    browser.evaluate("document.getElementById('fig-accuracy_vs_lr-digits').scrollIntoView()")
     shot = browser.screenshot()
     (out.parent / "screenshot-figures.png").write_bytes(shot)
     pixels = _pixels(shot)
@@ -82,40 +86,57 @@ def test_plots_render(page) -> None:
 
 def _column(browser: Browser, index: int) -> list[str]:
     return browser.evaluate(
-        "Array.from(document.querySelectorAll('#leaderboard-table tbody tr'))"
+        f"Array.from(document.querySelectorAll('{BOARD} tbody tr'))"
         f".map(r => r.cells[{index}].getAttribute('data-v'))")
 
 
 def test_leaderboard_sorts_on_header_click(page) -> None:
-    browser, _ = page
+    browser, *_ = page
     heads = browser.evaluate(
-        "Array.from(document.querySelectorAll('#leaderboard-table th')).map(h => h.textContent)")
-    col = heads.index("worst")
+        f"Array.from(document.querySelectorAll('{BOARD} th')).map(h => h.textContent)")
+    col = heads.index("best (val-selected test)")
     before = [float(v) for v in _column(browser, col)]
-    assert before != sorted(before)  # rank order is not worst order in the golden sweep
-    click = f"document.querySelectorAll('#leaderboard-table th')[{col}].click()"
+    assert before != sorted(before)  # rank order is not best order in the golden sweep
+    click = f"document.querySelectorAll('{BOARD} th')[{col}].click()"
     browser.evaluate(click)
     assert [float(v) for v in _column(browser, col)] == sorted(before)
     browser.evaluate(click)
     assert [float(v) for v in _column(browser, col)] == sorted(before, reverse=True)
     name = heads.index("loss")
-    browser.evaluate(f"document.querySelectorAll('#leaderboard-table th')[{name}].click()")
+    browser.evaluate(f"document.querySelectorAll('{BOARD} th')[{name}].click()")
     names = _column(browser, name)
     assert names == sorted(names)
 
 
 def test_hostile_loss_name_shows_as_text(page) -> None:
-    browser, _ = page
-    text = browser.evaluate("document.getElementById('leaderboard-table').innerText")
+    browser, *_ = page
+    text = browser.evaluate("document.getElementById('leaderboard-digits').innerText")
     assert EVIL in text and "in$fo" in text
     assert browser.evaluate("document.scripts.length") == 1  # only the page's own script
     assert browser.evaluate("typeof window.alert") == "function"
 
 
-def test_page_screenshot_for_people(page) -> None:
-    """The top of the page: kept beside the report for a person to look at."""
-    browser, out = page
+def test_page_opens_on_the_leaderboard_and_headline_figure(page) -> None:
+    """The top of the page (kept beside the report for a person to look at): the leaderboard
+    and the headline figure come before the comparison tables; completeness is last."""
+    browser, out, _ = page
     browser.evaluate("window.scrollTo(0, 0)")
     shot = browser.screenshot()
     (out.parent / "screenshot-top.png").write_bytes(shot)
     assert _pixels(shot).std() > 20
+    tops = browser.evaluate(
+        "['leaderboard-digits', 'fig-score_vs_lr-digits', 'tables', 'completeness']"
+        ".map(i => document.getElementById(i).getBoundingClientRect().top)")
+    assert tops == sorted(tops) and tops[0] < 1800  # the leaderboard is on the first screen
+
+
+def test_store_without_validation_shows_the_banner(page) -> None:
+    browser, _, old = page
+    browser.open((old / "index.html").resolve().as_uri())
+    try:
+        banner = browser.evaluate("document.querySelector('.banner').innerText")
+        box = browser.evaluate("document.querySelector('.banner').getBoundingClientRect().top")
+        assert banner.startswith("Warning: Selection used test data") and box < 400
+        (old.parent / "screenshot-banner.png").write_bytes(browser.screenshot())
+    finally:
+        browser.open((old.parent / "report" / "index.html").resolve().as_uri())

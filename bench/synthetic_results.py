@@ -209,7 +209,7 @@ def _geometry(
     out |= {
         f"m_{space}_{k}": (math.nan if diverged else v)
         for k, v in extra.items()
-        if new_metrics or k in GEOMETRY_KEYS
+        if new_metrics
     }
     return out
 

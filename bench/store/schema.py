@@ -55,6 +55,7 @@ GEOMETRY_KEYS = (
 )  # fmt: skip
 _METRIC_KEYS = (
     "loss", "loss_invariance", "loss_variance", "loss_covariance", "loss_base", "loss_addon",
+    "loss_same", "loss_diff", "loss_means",
     "lr", "grad_norm", "images_per_s", "epoch_time_s", "peak_mem_mb",
     "knn_top1", "knn_top5", "linear_top1", "linear_top5", "ffn_top1", "ffn_top5",
     "val_knn_top1", "val_knn_top5", "val_linear_top1", "val_linear_top5", "val_ffn_top1",

@@ -1,0 +1,124 @@
+"""The numbers behind reports/FINDINGS.md, recomputed from the Parquet store of `make reproduce`.
+
+    .venv/bin/python reports/findings_tables.py results/reproduce > reports/findings_tables.md
+
+For each CLOA collapse space (its sweep id from the YAML, as `make reproduce` runs it) and each
+(loss, lr) at label fraction 0.1: test top-1 of the paper's FFN probe (mean over seeds with a 95%
+t-interval; a diverged seed counts as chance), the backbone's normalised variance, RankMe and
+dead-unit share (a diverged seed reports its last finite epoch), and the divergence rate; then
+CLOA's effect, cloa+X minus X paired by seed at every lr; then how flat the training loss is over
+the last third of training (does it plateau?). Pure pandas/numpy on the store: no torch, no Ray.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bench.report.stats import mean_ci
+from bench.space import expand, load_space, sweep_id
+from bench.store import read_results
+
+SPACES = ("cloa_collapse_synthetic", "cloa_collapse_digits", "cloa_collapse_ablations",
+          "cloa_collapse_temperature")
+ROOT = Path(__file__).resolve().parents[1]
+ACC = "m_ffn_top1"
+FRACTION = 0.1
+
+
+def space_id(name: str) -> str:
+    space = load_space(ROOT / "search_spaces" / f"{name}.yaml")
+    return sweep_id(space, expand(space))
+
+
+def entry(df: pd.DataFrame) -> pd.Series:
+    """Loss name plus the ablation settings that vary within the sweep."""
+    label = df["loss"].astype(str)
+    for col, short in (("p_optimizer", ""), ("p_schedule", ""), ("p_projector", "proj"),
+                       ("p_loss_params", "")):
+        if col in df and df[col].astype(str).nunique() > 1:
+            label = label + " " + short + df[col].astype(str)
+    return label
+
+
+def fmt(ci) -> str:
+    if not np.isfinite(ci.mean):
+        return "-"
+    if not np.isfinite(ci.low):
+        return f"{ci.mean:.3f}"
+    return f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
+
+
+def cell_table(final: pd.DataFrame, chance: float) -> str:
+    rows = ["| loss | lr | n | diverged | FFN top-1 (test) | nvar(h) | RankMe(h) | dead(h) |",
+            "|---|---|---|---|---|---|---|---|"]
+    for (name, lr), g in final.groupby(["entry", "p_lr"], sort=True):
+        acc = g[ACC].where(g["status"] != "diverged", chance).to_numpy(float)
+        rows.append(
+            f"| {name} | {lr:g} | {len(g)} | {(g['status'] == 'diverged').mean():.0%} | "
+            f"{fmt(mean_ci(acc))} | {g['m_h_nvar'].mean():.3f} | {g['m_h_rankme'].mean():.2f} | "
+            f"{g['m_h_dead'].mean():.2f} |")
+    return "\n".join(rows)
+
+
+def cloa_effect(final: pd.DataFrame, chance: float) -> str:
+    rows = ["| base | lr | n pairs | cloa+base - base, FFN top-1 (test) | - nvar(h) |",
+            "|---|---|---|---|---|"]
+    final = final.assign(acc=final[ACC].where(final["status"] != "diverged", chance))
+    for name in sorted(e for e in final["entry"].unique() if e.startswith("cloa+")):
+        base = name[len("cloa+"):]
+        if base not in set(final["entry"]):
+            continue
+        for lr in sorted(final["p_lr"].unique()):
+            a = final[(final["entry"] == name) & (final["p_lr"] == lr)].set_index("seed")
+            b = final[(final["entry"] == base) & (final["p_lr"] == lr)].set_index("seed")
+            seeds = sorted(set(a.index) & set(b.index))
+            d_acc = (a.loc[seeds, "acc"] - b.loc[seeds, "acc"]).to_numpy(float)
+            d_var = (a.loc[seeds, "m_h_nvar"] - b.loc[seeds, "m_h_nvar"]).to_numpy(float)
+            rows.append(f"| {base} | {lr:g} | {len(seeds)} | {fmt(mean_ci(d_acc))} | "
+                        f"{fmt(mean_ci(d_var))} |")
+    return "\n".join(rows)
+
+
+def plateau(rows: pd.DataFrame) -> str:
+    """Median relative change of the epoch's mean training loss over the last third of training."""
+    done = rows[(rows["status"] != "diverged") & (rows["label_fraction"] == rows["label_fraction"].min())]
+    last = int(done["epoch"].max())
+    start = max(1, round(last * 2 / 3))
+    a = done[done["epoch"] == start].set_index("trial_id")["m_loss"]
+    b = done[done["epoch"] == last].set_index("trial_id")["m_loss"]
+    both = a.index.intersection(b.index)
+    rel = ((b[both] - a[both]).abs() / a[both].abs().clip(lower=1e-12))
+    lr = done.drop_duplicates("trial_id").set_index("trial_id").loc[both, "p_lr"]
+    out = ["| lr | trials | median abs rel. change of the loss, epoch "
+           f"{start} -> {last} | 90th percentile |", "|---|---|---|---|"]
+    for value, g in rel.groupby(lr):
+        out.append(f"| {value:g} | {len(g)} | {g.median():.3f} | {g.quantile(0.9):.3f} |")
+    return "\n".join(out)
+
+
+def main(store: str) -> None:
+    df = read_results(store)
+    for name in SPACES:
+        sid = space_id(name)
+        rows = df[df["sweep_id"] == sid].copy()
+        print(f"## {name} (sweep {sid})\n")
+        if rows.empty:
+            print("No rows in the store for this sweep.\n")
+            continue
+        rows["entry"] = entry(rows)
+        final = rows[rows["final"] & (rows["label_fraction"] == FRACTION)]
+        chance = 1.0 / float(final["m_num_classes"].dropna().iloc[0])
+        trials = rows["trial_id"].nunique()
+        print(f"{trials} trials, {int(final['status'].eq('diverged').sum())} of the label-fraction "
+              f"{FRACTION:g} cells diverged; chance = {chance:.3f}.\n")
+        print(f"### Cells at label fraction {FRACTION:g}\n\n{cell_table(final, chance)}\n")
+        print(f"### CLOA's effect, paired by seed\n\n{cloa_effect(final, chance)}\n")
+        print(f"### Does the training loss plateau?\n\n{plateau(rows)}\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1] if len(sys.argv) > 1 else "results/reproduce")

@@ -28,7 +28,7 @@ EXPECTED = {
     "cloa_cifar10_projector.yaml": (378, 126),
     "cloa_cifar100.yaml": (252, 84),
     "cloa_collapse_synthetic.yaml": (700, 350),
-    "cloa_collapse_digits.yaml": (600, 300),
+    "cloa_collapse_digits.yaml": (700, 350),
     "cloa_collapse_ablations.yaml": (288, 144),
     "cloa_collapse_temperature.yaml": (108, 54),
     "clop_stability.yaml": (588, 588),

@@ -23,7 +23,7 @@ from bench.space import expand, load_space, sweep_id
 from bench.store import read_results
 
 SPACES = ("cloa_collapse_synthetic", "cloa_collapse_digits", "cloa_collapse_ablations",
-          "cloa_collapse_temperature")
+          "cloa_collapse_temperature", "cloa_collapse_weight")
 ROOT = Path(__file__).resolve().parents[1]
 ACC = "m_ffn_top1"
 FRACTION = 0.1
@@ -65,10 +65,11 @@ def cell_table(final: pd.DataFrame, chance: float) -> str:
 
 
 def cloa_effect(final: pd.DataFrame, chance: float) -> str:
-    rows = ["| base | lr | n pairs | cloa+base - base, FFN top-1 (test) | - nvar(h) |",
+    rows = ["| variant | lr | n pairs | variant - base, FFN top-1 (test) | variant - base, nvar(h) |",
             "|---|---|---|---|---|"]
     final = final.assign(acc=final[ACC].where(final["status"] != "diverged", chance))
     for name in sorted(e for e in final["entry"].unique() if e.startswith("cloa+")):
+        # the base of "cloa+infonce sgd {...}" is "infonce sgd {...}" (same ablation settings)
         base = name[len("cloa+"):]
         if base not in set(final["entry"]):
             continue
@@ -78,7 +79,7 @@ def cloa_effect(final: pd.DataFrame, chance: float) -> str:
             seeds = sorted(set(a.index) & set(b.index))
             d_acc = (a.loc[seeds, "acc"] - b.loc[seeds, "acc"]).to_numpy(float)
             d_var = (a.loc[seeds, "m_h_nvar"] - b.loc[seeds, "m_h_nvar"]).to_numpy(float)
-            rows.append(f"| {base} | {lr:g} | {len(seeds)} | {fmt(mean_ci(d_acc))} | "
+            rows.append(f"| {name} | {lr:g} | {len(seeds)} | {fmt(mean_ci(d_acc))} | "
                         f"{fmt(mean_ci(d_var))} |")
     return "\n".join(rows)
 

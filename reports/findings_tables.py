@@ -34,14 +34,19 @@ def space_id(name: str) -> str:
     return sweep_id(space, expand(space))
 
 
-def entry(df: pd.DataFrame) -> pd.Series:
-    """Loss name plus the ablation settings that vary within the sweep."""
-    label = df["loss"].astype(str)
-    for col, short in (("p_optimizer", ""), ("p_schedule", ""), ("p_projector", "proj"),
-                       ("p_loss_params", "")):
+def settings(df: pd.DataFrame) -> pd.Series:
+    """The ablation settings that vary within the sweep (optimizer, schedule, projector), as text."""
+    label = pd.Series("", index=df.index)
+    for col, short in (("p_optimizer", ""), ("p_schedule", ""), ("p_projector", "proj")):
         if col in df and df[col].astype(str).nunique() > 1:
             label = label + " " + short + df[col].astype(str)
     return label
+
+
+def params(df: pd.DataFrame) -> pd.Series:
+    """The loss parameters when they vary within the sweep (temperature, reduction)."""
+    p = df["p_loss_params"].fillna("{}").astype(str)
+    return (" " + p).where(p.groupby(df["loss"]).transform("nunique") > 1, "")
 
 
 def fmt(ci) -> str:
@@ -55,10 +60,10 @@ def fmt(ci) -> str:
 def cell_table(final: pd.DataFrame, chance: float) -> str:
     rows = ["| loss | lr | n | diverged | FFN top-1 (test) | nvar(h) | RankMe(h) | dead(h) |",
             "|---|---|---|---|---|---|---|---|"]
-    for (name, lr), g in final.groupby(["entry", "p_lr"], sort=True):
+    for (name, setting, lr), g in final.groupby(["entry", "setting", "p_lr"], sort=True):
         acc = g[ACC].where(g["status"] != "diverged", chance).to_numpy(float)
         rows.append(
-            f"| {name} | {lr:g} | {len(g)} | {(g['status'] == 'diverged').mean():.0%} | "
+            f"| {name}{setting} | {lr:g} | {len(g)} | {(g['status'] == 'diverged').mean():.0%} | "
             f"{fmt(mean_ci(acc))} | {g['m_h_nvar'].mean():.3f} | {g['m_h_rankme'].mean():.2f} | "
             f"{g['m_h_dead'].mean():.2f} |")
     return "\n".join(rows)
@@ -68,18 +73,26 @@ def cloa_effect(final: pd.DataFrame, chance: float) -> str:
     rows = ["| variant | lr | n pairs | variant - base, FFN top-1 (test) | variant - base, nvar(h) |",
             "|---|---|---|---|---|"]
     final = final.assign(acc=final[ACC].where(final["status"] != "diverged", chance))
-    for name in sorted(e for e in final["entry"].unique() if e.startswith("cloa+")):
-        # the base of "cloa+infonce sgd {...}" is "infonce sgd {...}" (same ablation settings)
-        base = name[len("cloa+"):]
-        if base not in set(final["entry"]):
+    # A variant is paired with its base loss under the same ablation settings; when the base
+    # runs at several loss parameters (temperatures), with the same parameters too.
+    variants = final[final["addon"].astype(str) == "cloa"]
+    for (name, setting), _ in variants.groupby(["entry", "setting"], sort=True):
+        base_loss = name.split(" ")[0][len("cloa+"):]
+        same = (final["setting"] == setting) & (final["loss"] == base_loss)
+        base_entries = set(final.loc[same, "entry"])
+        own = base_loss + name[len(name.split(" ")[0]):]
+        base = own if own in base_entries else base_loss if base_loss in base_entries else None
+        if base is None:
             continue
         for lr in sorted(final["p_lr"].unique()):
-            a = final[(final["entry"] == name) & (final["p_lr"] == lr)].set_index("seed")
-            b = final[(final["entry"] == base) & (final["p_lr"] == lr)].set_index("seed")
+            a = final[(final["entry"] == name) & (final["setting"] == setting)
+                      & (final["p_lr"] == lr)].set_index("seed")
+            b = final[(final["entry"] == base) & (final["setting"] == setting)
+                      & (final["p_lr"] == lr)].set_index("seed")
             seeds = sorted(set(a.index) & set(b.index))
             d_acc = (a.loc[seeds, "acc"] - b.loc[seeds, "acc"]).to_numpy(float)
             d_var = (a.loc[seeds, "m_h_nvar"] - b.loc[seeds, "m_h_nvar"]).to_numpy(float)
-            rows.append(f"| {name} | {lr:g} | {len(seeds)} | {fmt(mean_ci(d_acc))} | "
+            rows.append(f"| {name}{setting} vs {base} | {lr:g} | {len(seeds)} | {fmt(mean_ci(d_acc))} | "
                         f"{fmt(mean_ci(d_var))} |")
     return "\n".join(rows)
 
@@ -110,7 +123,8 @@ def main(store: str) -> None:
         if rows.empty:
             print("No rows in the store for this sweep.\n")
             continue
-        rows["entry"] = entry(rows)
+        rows["setting"] = settings(rows)
+        rows["entry"] = rows["loss"].astype(str) + params(rows)
         final = rows[rows["final"] & (rows["label_fraction"] == FRACTION)]
         chance = 1.0 / float(final["m_num_classes"].dropna().iloc[0])
         trials = rows["trial_id"].nunique()

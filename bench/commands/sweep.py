@@ -82,8 +82,15 @@ def run(args: argparse.Namespace) -> int:
     if args.print_id:
         print(space.sweep_id)
         return 0
+    from bench.preflight import check_trials
+    from bench.preflight import describe as describe_preflight
+
+    # Every trial that cannot be built fails here, before Ray starts (exit 2, nothing written).
+    # Data that only the cluster's workers hold cannot be checked on this machine.
+    checked = check_trials(trials, str(args.space), skip_missing_data=bool(args.dry_run or args.address))
     if args.dry_run:
         print(describe(space, trials))
+        print(describe_preflight(checked, len(trials)))
         return 0
     if args.num_cpus is not None and (args.num_cpus < 1 or args.address):
         raise UsageError(

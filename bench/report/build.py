@@ -192,7 +192,11 @@ def context_lines(cells: pd.DataFrame, metric: str, selection: dict[str, str],
 
 def probe_lines(cells: pd.DataFrame, metric: str) -> list[str]:
     """One line per dataset: which probe produced the linear and FFN numbers."""
-    present = [c for c in PROBE_PARAMS if c in cells.columns and cells[c].notna().any()]
+    # p_probe_lr is null on purpose (the recipe's default lr) whenever the other probe settings
+    # are recorded, so it counts as recorded with them.
+    present = [c for c in PROBE_PARAMS if c in cells.columns and (
+        cells[c].notna().any() or (c == "p_probe_lr" and "p_probe_features" in cells.columns
+                                   and cells["p_probe_features"].notna().any()))]
     if not present:
         return []
     lines = []

@@ -36,8 +36,11 @@ def report_columns(metric: str | None) -> list[str] | None:
     Columns the store schema does not have yet are left out, and `m_extra` (where make_rows
     keeps metrics the schema does not name) is read instead when one of them is a metric."""
     from bench.store import METRIC_COLUMNS, SCHEMA
+    from bench.store.schema import PARAM_COLUMNS
 
-    wanted = [*_IDENTITY, *_METRICS]
+    # Every p_* column: a sweep that varies a setting besides the report's axes (an ablation grid
+    # over optimizer or schedule) gets one entry per setting (cells.setting_suffix).
+    wanted = [*_IDENTITY, *PARAM_COLUMNS, *_METRICS]
     if metric is not None:
         col = metric if metric.startswith("m_") else f"m_{metric}"
         val = "m_val_" + col.removeprefix("m_")

@@ -64,7 +64,7 @@ def select_cells(df: pd.DataFrame) -> pd.DataFrame:
     ks = key[order]
     last = np.ones(len(ks), dtype=bool)
     last[:-1] = ks[1:] != ks[:-1]
-    keep = [c for c in df.columns if c in _KEEP or c.startswith("m_")]
+    keep = [c for c in df.columns if c in _KEEP or c.startswith(("m_", "p_"))]
     cells = df[keep].iloc[order[last]].reset_index(drop=True)
     cells["finished"] = cells["final"].fillna(False).astype(bool)
     cells["diverged"] = cells["finished"] & (cells["status"].astype(str) == "diverged")
@@ -72,11 +72,14 @@ def select_cells(df: pd.DataFrame) -> pd.DataFrame:
     cells["batch_size"] = cells["p_batch_size"].astype(np.int64)
     cells["label_fraction"] = cells["label_fraction"].astype(float)
     cells["entry"] = entry_names(cells)
-    cells["entry_suffix"] = dataset_suffix(cells)
+    # A variant pairs with the base loss of its own settings and dataset (tables.entry_info).
+    in_dataset = dataset_suffix(cells)
+    cells["setting"] = setting_suffix(cells)
+    cells["entry_suffix"] = cells["setting"] + in_dataset
     cells["dataset"] = (cells["p_dataset"].fillna(UNKNOWN_DATASET).astype(str)
                         if "p_dataset" in cells.columns else UNKNOWN_DATASET)
-    cells["name"] = [e[: len(e) - len(x)] if x else e
-                     for e, x in zip(cells["entry"], cells["entry_suffix"])]
+    # The display name within a dataset's tables and figures: the entry without its dataset.
+    cells["name"] = [e[: len(e) - len(x)] if x else e for e, x in zip(cells["entry"], in_dataset)]
     order_cols = ["sweep_id", "entry", "batch_size", "lr", "label_fraction", "seed", "trial_id"]
     return cells.sort_values(order_cols, kind="mergesort").reset_index(drop=True)
 
@@ -101,14 +104,37 @@ def dataset_suffix(cells: pd.DataFrame) -> pd.Series:
     return empty.where(~many, " · " + datasets)
 
 
+# Grid axes the report lays out itself, and keys that differ between the trials of one method
+# only because of how a sweep groups label fractions: never part of an entry's settings.
+_AXES = frozenset({"p_lr", "p_batch_size", "p_seed", "p_label_fractions", "p_loss",
+                   "p_loss_params", "p_dataset", "p_dataset_params", "p_pretrain_label_fraction"})
+
+
+def setting_suffix(cells: pd.DataFrame) -> pd.Series:
+    """" [key=value, ...]" of the trial settings a sweep varies besides the report's axes.
+
+    An ablation grid (optimizer x schedule x projector) would otherwise pool its settings into
+    one entry per loss: each combination is its own method, paired with the base loss of the
+    same combination.
+    """
+    out = pd.Series("", index=cells.index, dtype=object)
+    sweeps = cells["sweep_id"].astype(str)
+    for col in sorted(c for c in cells.columns if c.startswith("p_") and c not in _AXES):
+        values = cells[col].astype(str)
+        if values.groupby(sweeps).transform("nunique").max() > 1:
+            many = values.groupby(sweeps).transform("nunique").to_numpy() > 1
+            out[many] = out[many] + [f", {col[2:]}={v}" for v in values[many]]
+    return out.where(out == "", " [" + out.str[2:] + "]")
+
+
 def entry_names(cells: pd.DataFrame) -> pd.Series:
     """The row label of a loss: its name, plus its parameters when one sweep ran several, plus
-    its dataset when one sweep ran several.
+    the settings an ablation grid varies, plus its dataset when one sweep ran several.
 
     A per-loss parameter grid (e.g. two InfoNCE temperatures) would otherwise be averaged over
     seeds as if it were one method.
     """
-    suffix = dataset_suffix(cells)
+    suffix = setting_suffix(cells) + dataset_suffix(cells)
     names = cells["loss"].astype(str)
     if "p_loss_params" not in cells.columns:
         return names + suffix

@@ -158,7 +158,9 @@ def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
     multi = summary["sweep_id"].nunique() > 1
     handles, right = _legend(entries, styles, multi, [_chance_handle("chance (score 0)")])
     nrows, ncols = style.panels(len(panels))
-    fig, axes = style.grid(nrows, ncols, w=2.6, h=2.0, right=right, sharex=False)
+    lines = max(style.panel_title(family).count("\n") + 1 for family, _ in panels)
+    fig, axes = style.grid(nrows, ncols, w=2.6, h=2.0, right=right, sharex=False,
+                           title_lines=lines)
     lrs = sorted(summary["lr"].unique())
     ylim = _ylim([summary], floor=0.0, ceiling=1.0)
     for n, (family, keys) in enumerate(panels):
@@ -169,7 +171,8 @@ def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
         _chance_line(ax, 0.0)
         style.log_axis(ax, "x", ticks=lrs)
         ax.set_ylim(*ylim)
-        ax.set_title(label(family), fontsize=9, color=styles.color(family), fontweight="bold")
+        ax.set_title(style.panel_title(family), fontsize=9, color=styles.color(family),
+                     fontweight="bold")
         ax.grid(alpha=0.3)
         if n % ncols == 0:
             ax.set_ylabel("score above chance", fontsize=8)
@@ -343,7 +346,9 @@ def epoch_curves(summary: pd.DataFrame, styles: Styles, ylabel: str, title: str)
     multi = summary["sweep_id"].nunique() > 1
     handles, right = _legend(entries, styles, multi, states=False)
     nrows, ncols = style.panels(len(panels))
-    fig, axes = style.grid(nrows, ncols, w=2.6, h=2.0, right=right, sharex=False)
+    lines = max(style.panel_title(family).count("\n") + 1 for family, _ in panels)
+    fig, axes = style.grid(nrows, ncols, w=2.6, h=2.0, right=right, sharex=False,
+                           title_lines=lines)
     ylim = _ylim([summary])
     for n, (family, keys) in enumerate(panels):
         ax = axes.flat[n]
@@ -359,7 +364,8 @@ def epoch_curves(summary: pd.DataFrame, styles: Styles, ylabel: str, title: str)
                                 color=st["color"], alpha=0.15, lw=0)
         ax.set_ylim(*ylim)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_title(label(family), fontsize=9, color=styles.color(family), fontweight="bold")
+        ax.set_title(style.panel_title(family), fontsize=9, color=styles.color(family),
+                     fontweight="bold")
         ax.grid(alpha=0.3)
         ax.set_xlabel("epoch", fontsize=8)
         if n % ncols == 0:

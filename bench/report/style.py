@@ -99,6 +99,13 @@ def label(text: str, sweep: str | None = None) -> str:
     return text.replace("$", r"\$")
 
 
+def panel_title(text: str, width: int = 34) -> str:
+    """A panel title wrapped to the panel's width (an ablation's settings make long names)."""
+    import textwrap
+
+    return "\n".join(textwrap.wrap(label(text), width, break_long_words=False)) or label(text)
+
+
 def legend_width(labels: list[str], fontsize: float = 8) -> float:
     """Inches a legend column needs for `labels` (about 0.6 em per character plus the key)."""
     longest = max((len(s) for s in labels), default=0)
@@ -106,14 +113,17 @@ def legend_width(labels: list[str], fontsize: float = 8) -> float:
 
 
 def grid(nrows: int, ncols: int, *, w: float = 3.0, h: float = 2.3, right: float = 0.3,
-         sharex: bool = True, bottom: float = BOTTOM,
-         hgap: float = HGAP) -> tuple[Figure, np.ndarray]:
-    """A Figure with an nrows x ncols grid of w x h inch panels and `right` inches to spare."""
+         sharex: bool = True, bottom: float = BOTTOM, hgap: float = HGAP,
+         title_lines: int = 1) -> tuple[Figure, np.ndarray]:
+    """A Figure with an nrows x ncols grid of w x h inch panels and `right` inches to spare;
+    `title_lines` > 1 leaves room above each panel for a wrapped panel title."""
+    extra = 0.16 * max(0, title_lines - 1)
+    hgap, top = hgap + extra, TOP + extra
     width = LEFT + ncols * w + (ncols - 1) * WGAP + right
-    height = bottom + nrows * h + (nrows - 1) * hgap + TOP
+    height = bottom + nrows * h + (nrows - 1) * hgap + top
     fig = Figure(figsize=(width, height))
     spec = {"left": LEFT / width, "right": 1 - right / width, "bottom": bottom / height,
-            "top": 1 - TOP / height, "wspace": WGAP / w, "hspace": hgap / h}
+            "top": 1 - top / height, "wspace": WGAP / w, "hspace": hgap / h}
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, gridspec_kw=spec)
     for ax in axes.flat:
         ax.tick_params(labelsize=8)

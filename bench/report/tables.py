@@ -40,12 +40,14 @@ def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
     name), as the paper tables place CLOA-InfoNCE under InfoNCE.
     """
     cols = ["sweep_id", "entry", "loss", "base_loss", "addon",
-            *(["name"] if "name" in cells.columns else [])]
+            *(["name"] if "name" in cells.columns else []),
+            *(["setting"] if "setting" in cells.columns else [])]
     suffixed = "entry_suffix" in cells.columns
     first = cells.drop_duplicates(["sweep_id", "entry"])[
         [*cols, *(["entry_suffix"] if suffixed else [])]].copy()
     first["base"] = first["base_loss"].where(first["base_loss"].notna(), first["loss"]).astype(str)
-    first["family"] = first["base"]  # the base loss and its add-on variants, any dataset
+    # The base loss and its add-on variants, any dataset; one family per ablation setting.
+    first["family"] = first["base"] + (first["setting"].astype(str) if "setting" in first else "")
     if suffixed:  # a variant pairs with the base loss of its own dataset
         first["base"] = first["base"] + first["entry_suffix"].astype(str)
     addon = [a if isinstance(a, str) and a else None for a in first["addon"]]

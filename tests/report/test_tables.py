@@ -208,3 +208,23 @@ def test_a_sweep_over_two_datasets_never_mixes_them() -> None:
     # one dataset: names stay plain
     plain = select_cells(cell_rows([{"p_dataset": "digits"}]))
     assert list(plain["entry"]) == ["infonce"]
+
+
+def test_an_ablation_grid_keeps_each_setting_apart_and_pairs_within_it() -> None:
+    """A grid over optimizer (cloa_collapse_ablations.yaml) must not pool AdamW and SGD trials
+    into one entry, and a CLOA variant is compared with the base loss of its own setting."""
+    specs = []
+    for optimizer, acc in (("sgd", 0.9), ("adamw", 0.4)):
+        for loss, base, addon, bonus in (("infonce", "infonce", None, 0.0),
+                                         ("cloa+infonce", "infonce", "cloa", 0.05)):
+            for seed in (0, 1, 2):
+                specs.append({"p_optimizer": optimizer, "loss": loss, "base_loss": base,
+                              "addon": addon, "seed": seed, "m_linear_top1": acc + bonus,
+                              "trial_id": f"{optimizer}-{loss}-{seed}"})
+    cells = select_cells(cell_rows(specs))
+    assert set(cells["entry"]) == {"infonce [optimizer=sgd]", "cloa+infonce [optimizer=sgd]",
+                                   "infonce [optimizer=adamw]", "cloa+infonce [optimizer=adamw]"}
+    long = long_of(cell_rows(specs)).set_index("loss")
+    assert long.loc["infonce [optimizer=adamw]", "top1_mean"] == pytest.approx(0.4)
+    assert long.loc["cloa+infonce [optimizer=sgd]", "diff"] == pytest.approx(0.05)
+    assert long.loc["cloa+infonce [optimizer=adamw]", "diff"] == pytest.approx(0.05)

@@ -30,7 +30,7 @@ demo: $(STAMP)
 # The harness's verdict on CLOA's over-fusion claim (reports/FINDINGS.md): four sweeps on the
 # embedded local Ray, each resumable, then one report per sweep in reports/<space>/. Not part of
 # `make test` or CI: about an hour on 2 CPU cores. Metric: the FFN probe, CLOA's fine-tuning.
-REPRODUCE_SPACES := cloa_collapse_synthetic cloa_collapse_digits cloa_collapse_ablations cloa_collapse_temperature cloa_collapse_weight
+REPRODUCE_SPACES := cloa_collapse_synthetic cloa_collapse_digits cloa_collapse_ablations cloa_collapse_temperature cloa_collapse_weight clop_collapse
 reproduce: $(STAMP)
 	set -e; for space in $(REPRODUCE_SPACES); do \
 	  yaml=search_spaces/$$space.yaml; \

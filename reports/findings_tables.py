@@ -23,7 +23,7 @@ from bench.space import expand, load_space, sweep_id
 from bench.store import read_results
 
 SPACES = ("cloa_collapse_synthetic", "cloa_collapse_digits", "cloa_collapse_ablations",
-          "cloa_collapse_temperature", "cloa_collapse_weight")
+          "cloa_collapse_temperature", "cloa_collapse_weight", "clop_collapse")
 ROOT = Path(__file__).resolve().parents[1]
 ACC = "m_ffn_top1"
 FRACTION = 0.1

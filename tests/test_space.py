@@ -32,6 +32,7 @@ EXPECTED = {
     "cloa_collapse_ablations.yaml": (288, 144),
     "cloa_collapse_temperature.yaml": (108, 54),
     "cloa_collapse_weight.yaml": (120, 60),
+    "clop_collapse.yaml": (560, 280),
     "clop_stability.yaml": (588, 588),
     "simo_cifar10.yaml": (54, 54),
     "synthetic_collapse.yaml": (800, 400),

@@ -35,9 +35,11 @@ def space_id(name: str) -> str:
 
 
 def settings(df: pd.DataFrame) -> pd.Series:
-    """The ablation settings that vary within the sweep (optimizer, schedule, projector), as text."""
+    """The settings that vary within the sweep besides loss and lr (dataset, batch size, and the
+    ablations' optimizer, schedule, projector), as text."""
     label = pd.Series("", index=df.index)
-    for col, short in (("p_optimizer", ""), ("p_schedule", ""), ("p_projector", "proj")):
+    for col, short in (("p_dataset", ""), ("p_batch_size", "batch "), ("p_optimizer", ""),
+                       ("p_schedule", ""), ("p_projector", "proj")):
         if col in df and df[col].astype(str).nunique() > 1:
             label = label + " " + short + df[col].astype(str)
     return label
@@ -57,11 +59,11 @@ def fmt(ci) -> str:
     return f"{ci.mean:.3f} [{ci.low:.3f}, {ci.high:.3f}]"
 
 
-def cell_table(final: pd.DataFrame, chance: float) -> str:
+def cell_table(final: pd.DataFrame) -> str:
     rows = ["| loss | lr | n | diverged | FFN top-1 (test) | nvar(h) | RankMe(h) | dead(h) |",
             "|---|---|---|---|---|---|---|---|"]
     for (name, setting, lr), g in final.groupby(["entry", "setting", "p_lr"], sort=True):
-        acc = g[ACC].where(g["status"] != "diverged", chance).to_numpy(float)
+        acc = g["acc"].to_numpy(float)
         rows.append(
             f"| {name}{setting} | {lr:g} | {len(g)} | {(g['status'] == 'diverged').mean():.0%} | "
             f"{fmt(mean_ci(acc))} | {g['m_h_nvar'].mean():.3f} | {g['m_h_rankme'].mean():.2f} | "
@@ -69,15 +71,14 @@ def cell_table(final: pd.DataFrame, chance: float) -> str:
     return "\n".join(rows)
 
 
-def cloa_effect(final: pd.DataFrame, chance: float) -> str:
+def addon_effect(final: pd.DataFrame) -> str:
     rows = ["| variant | lr | n pairs | variant - base, FFN top-1 (test) | variant - base, nvar(h) |",
             "|---|---|---|---|---|"]
-    final = final.assign(acc=final[ACC].where(final["status"] != "diverged", chance))
     # A variant is paired with its base loss under the same ablation settings; when the base
     # runs at several loss parameters (temperatures), with the same parameters too.
-    variants = final[final["addon"].astype(str) == "cloa"]
+    variants = final[final["addon"].astype(str).isin(["cloa", "clop"])]
     for (name, setting), _ in variants.groupby(["entry", "setting"], sort=True):
-        base_loss = name.split(" ")[0][len("cloa+"):]
+        base_loss = name.split(" ")[0].split("+", 1)[1]
         same = (final["setting"] == setting) & (final["loss"] == base_loss)
         base_entries = set(final.loc[same, "entry"])
         own = base_loss + name[len(name.split(" ")[0]):]
@@ -126,12 +127,16 @@ def main(store: str) -> None:
         rows["setting"] = settings(rows)
         rows["entry"] = rows["loss"].astype(str) + params(rows)
         final = rows[rows["final"] & (rows["label_fraction"] == FRACTION)]
-        chance = 1.0 / float(final["m_num_classes"].dropna().iloc[0])
+        # Chance per dataset (a sweep may run two); a diverged seed scores chance.
+        chance = 1.0 / final.groupby("p_dataset")["m_num_classes"].transform("max")
+        final = final.assign(acc=final[ACC].where(final["status"] != "diverged", chance))
+        shown = ", ".join(f"{d} {1 / k:.3f}" for d, k in
+                          final.groupby("p_dataset")["m_num_classes"].max().items())
         trials = rows["trial_id"].nunique()
         print(f"{trials} trials, {int(final['status'].eq('diverged').sum())} of the label-fraction "
-              f"{FRACTION:g} cells diverged; chance = {chance:.3f}.\n")
-        print(f"### Cells at label fraction {FRACTION:g}\n\n{cell_table(final, chance)}\n")
-        print(f"### CLOA's effect, paired by seed\n\n{cloa_effect(final, chance)}\n")
+              f"{FRACTION:g} cells diverged; chance: {shown}.\n")
+        print(f"### Cells at label fraction {FRACTION:g}\n\n{cell_table(final)}\n")
+        print(f"### The add-on's effect (CLOA or CLOP), paired by seed\n\n{addon_effect(final)}\n")
         print(f"### Does the training loss plateau?\n\n{plateau(rows)}\n")
 
 

@@ -3,8 +3,8 @@
     .venv/bin/python reports/findings_tables.py results/reproduce > reports/findings_tables.md
 
 For each CLOA collapse space (its sweep id from the YAML, as `make reproduce` runs it) and each
-(loss, lr) at label fraction 0.1: test top-1 of the paper's FFN probe (mean over seeds with a 95%
-t-interval; a diverged seed counts as chance), the backbone's normalised variance, RankMe and
+(loss, lr) at label fraction 0.1: test top-1 of the paper's FFN probe and of kNN (mean over
+seeds with a 95% t-interval; a diverged seed counts as chance), the backbone's normalised variance, RankMe and
 dead-unit share (a diverged seed reports its last finite epoch), and the divergence rate; then
 CLOA's effect, cloa+X minus X paired by seed at every lr; then how flat the training loss is over
 the last third of training (does it plateau?). Pure pandas/numpy on the store: no torch, no Ray.
@@ -60,13 +60,14 @@ def fmt(ci) -> str:
 
 
 def cell_table(final: pd.DataFrame) -> str:
-    rows = ["| loss | lr | n | diverged | FFN top-1 (test) | nvar(h) | RankMe(h) | dead(h) |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| loss | lr | n | diverged | FFN top-1 (test) | kNN top-1 (test) | nvar(h) | RankMe(h) "
+            "| dead(h) |", "|---|---|---|---|---|---|---|---|---|"]
     for (name, setting, lr), g in final.groupby(["entry", "setting", "p_lr"], sort=True):
         acc = g["acc"].to_numpy(float)
+        knn = g["knn"].to_numpy(float)
         rows.append(
             f"| {name}{setting} | {lr:g} | {len(g)} | {(g['status'] == 'diverged').mean():.0%} | "
-            f"{fmt(mean_ci(acc))} | {g['m_h_nvar'].mean():.3f} | {g['m_h_rankme'].mean():.2f} | "
+            f"{fmt(mean_ci(acc))} | {fmt(mean_ci(knn))} | {g['m_h_nvar'].mean():.3f} | {g['m_h_rankme'].mean():.2f} | "
             f"{g['m_h_dead'].mean():.2f} |")
     return "\n".join(rows)
 
@@ -129,7 +130,8 @@ def main(store: str) -> None:
         final = rows[rows["final"] & (rows["label_fraction"] == FRACTION)]
         # Chance per dataset (a sweep may run two); a diverged seed scores chance.
         chance = 1.0 / final.groupby("p_dataset")["m_num_classes"].transform("max")
-        final = final.assign(acc=final[ACC].where(final["status"] != "diverged", chance))
+        final = final.assign(acc=final[ACC].where(final["status"] != "diverged", chance),
+                             knn=final["m_knn_top1"].where(final["status"] != "diverged", chance))
         shown = ", ".join(f"{d} {1 / k:.3f}" for d, k in
                           final.groupby("p_dataset")["m_num_classes"].max().items())
         trials = rows["trial_id"].nunique()

@@ -73,8 +73,8 @@ def cell_table(final: pd.DataFrame) -> str:
 
 
 def addon_effect(final: pd.DataFrame) -> str:
-    rows = ["| variant | lr | n pairs | variant - base, FFN top-1 (test) | variant - base, nvar(h) |",
-            "|---|---|---|---|---|"]
+    rows = ["| variant | lr | n pairs | variant - base, FFN top-1 (test) | variant - base, kNN "
+            "top-1 (test) | variant - base, nvar(h) |", "|---|---|---|---|---|---|"]
     # A variant is paired with its base loss under the same ablation settings; when the base
     # runs at several loss parameters (temperatures), with the same parameters too.
     variants = final[final["addon"].astype(str).isin(["cloa", "clop"])]
@@ -93,9 +93,10 @@ def addon_effect(final: pd.DataFrame) -> str:
                       & (final["p_lr"] == lr)].set_index("seed")
             seeds = sorted(set(a.index) & set(b.index))
             d_acc = (a.loc[seeds, "acc"] - b.loc[seeds, "acc"]).to_numpy(float)
+            d_knn = (a.loc[seeds, "knn"] - b.loc[seeds, "knn"]).to_numpy(float)
             d_var = (a.loc[seeds, "m_h_nvar"] - b.loc[seeds, "m_h_nvar"]).to_numpy(float)
             rows.append(f"| {name}{setting} vs {base} | {lr:g} | {len(seeds)} | {fmt(mean_ci(d_acc))} | "
-                        f"{fmt(mean_ci(d_var))} |")
+                        f"{fmt(mean_ci(d_knn))} | {fmt(mean_ci(d_var))} |")
     return "\n".join(rows)
 
 

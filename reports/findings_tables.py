@@ -29,8 +29,8 @@ ACC = "m_ffn_top1"
 FRACTION = 0.1
 
 
-def space_id(name: str) -> str:
-    space = load_space(ROOT / "search_spaces" / f"{name}.yaml")
+def space_id(path: Path) -> str:
+    space = load_space(path)
     return sweep_id(space, expand(space))
 
 
@@ -117,10 +117,10 @@ def plateau(rows: pd.DataFrame) -> str:
     return "\n".join(out)
 
 
-def main(store: str) -> None:
+def main(store: str, spaces: list[Path] | None = None) -> None:
     df = read_results(store)
-    for name in SPACES:
-        sid = space_id(name)
+    for path in spaces or [ROOT / "search_spaces" / f"{name}.yaml" for name in SPACES]:
+        name, sid = path.stem, space_id(path)
         rows = df[df["sweep_id"] == sid].copy()
         print(f"## {name} (sweep {sid})\n")
         if rows.empty:

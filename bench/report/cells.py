@@ -118,11 +118,13 @@ def setting_suffix(cells: pd.DataFrame) -> pd.Series:
     same combination.
     """
     out = pd.Series("", index=cells.index, dtype=object)
-    sweeps = cells["sweep_id"].astype(str)
+    # Within one dataset of one sweep: per-dataset settings (the demo's widths) are not ablations.
+    dataset = cells["p_dataset"].astype(str) if "p_dataset" in cells.columns else ""
+    groups = cells["sweep_id"].astype(str) + "\x1f" + dataset
     for col in sorted(c for c in cells.columns if c.startswith("p_") and c not in _AXES):
         values = cells[col].astype(str)
-        if values.groupby(sweeps).transform("nunique").max() > 1:
-            many = values.groupby(sweeps).transform("nunique").to_numpy() > 1
+        many = values.groupby(groups).transform("nunique").to_numpy() > 1
+        if many.any():
             out[many] = out[many] + [f", {col[2:]}={v}" for v in values[many]]
     return out.where(out == "", " [" + out.str[2:] + "]")
 

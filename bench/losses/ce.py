@@ -11,6 +11,7 @@ from torch import Tensor, nn
 
 from bench.losses._registry import register_loss
 from bench.losses.base import checked_forward
+from bench.losses.composite import stacked_labels
 
 
 def _positive_int(loss: str, arg: str, value: Any) -> int:
@@ -87,20 +88,8 @@ class CrossEntropyLoss(nn.Module):
     @checked_forward
     def forward(self, z1: Tensor, z2: Tensor, labels: Tensor | None = None) -> Tensor:
         k, d = self.classifier.weight.shape
-        if z1.shape[1] != d:
-            raise ValueError(
-                f"loss 'ce' was built for dim={d} but z1 and z2 have {z1.shape[1]} columns; "
-                "pass the embedding dimension as dim."
-            )
-        b = z1.shape[0]
-        if labels is None:
-            labels = torch.full((b,), -1, dtype=torch.long, device=z1.device)
-        elif int(labels.max()) >= k:
-            raise ValueError(
-                f"labels must be in -1..{k - 1} (num_classes={k}), got a label {int(labels.max())}."
-            )
+        y = stacked_labels("loss 'ce'", z1, labels, k, d)
         z = torch.cat([z1, z2])
-        y = torch.cat([labels, labels])
         mask = (y >= 0).to(z.dtype)
         weight, bias = self.classifier.weight.to(z.dtype), self.classifier.bias.to(z.dtype)
         per_embedding = F.cross_entropy(F.linear(z, weight, bias), y.clamp(min=0), reduction="none")

@@ -45,6 +45,23 @@ def check_target_shape(loss: str, num_classes: Any, dim: Any) -> None:
         )
 
 
+def stacked_labels(who: str, z1: Tensor, labels: Tensor | None, k: int, d: int) -> Tensor:
+    """Both views' labels ``cat(labels, labels)`` (``(2B,)``, -1 = unlabelled; all -1 for None),
+    after checking that ``z1`` has ``d`` columns and every label is below ``k``."""
+    if z1.shape[1] != d:
+        raise ValueError(
+            f"{who} was built for dim={d} but z1 and z2 have {z1.shape[1]} "
+            "columns; pass the embedding dimension as dim."
+        )
+    if labels is None:
+        labels = torch.full((z1.shape[0],), -1, dtype=torch.long, device=z1.device)
+    elif int(labels.max()) >= k:
+        raise ValueError(
+            f"labels must be in -1..{k - 1} (num_classes={k}), got a label {int(labels.max())}."
+        )
+    return torch.cat([labels, labels])
+
+
 def orthonormal_targets(num_classes: int, dim: int, seed: int = 0) -> Tensor:
     """``(num_classes, dim)`` float32 rows that are unit norm and mutually orthogonal.
 
@@ -109,19 +126,7 @@ class AddonTerm(nn.Module):
         Unlabelled rows get cosine 0 and mask 0, so masked sums are exactly 0 without labels.
         """
         k, d = self.targets.shape
-        if z1.shape[1] != d:
-            raise ValueError(
-                f"the add-on was built for dim={d} but z1 and z2 have {z1.shape[1]} "
-                "columns; pass the embedding dimension as dim."
-            )
-        b = z1.shape[0]
-        if labels is None:
-            labels = torch.full((b,), -1, dtype=torch.long, device=z1.device)
-        elif int(labels.max()) >= k:
-            raise ValueError(
-                f"labels must be in -1..{k - 1} (num_classes={k}), got a label {int(labels.max())}."
-            )
-        y = torch.cat([labels, labels])
+        y = stacked_labels("the add-on", z1, labels, k, d)
         mask = (y >= 0).to(z1.dtype)
         c = self.targets.to(z1.dtype)[y.clamp(min=0)]
         cos = (F.normalize(torch.cat([z1, z2]), dim=1) * c).sum(1) * mask

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.cli import UsageError
+from bench.commands import UsageError
 
 
 def add_plugin_argument(p: argparse.ArgumentParser) -> None:

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)
-    from bench.cli import UsageError
+    from bench.commands import UsageError
     from bench.losses import format_loss_table
 
     try:

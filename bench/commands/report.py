@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.cli import UsageError
+from bench.commands import UsageError
 
 HELP = "write tables, stability curves and the leaderboard from a results store"
 

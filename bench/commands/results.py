@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.cli import UsageError
+    from bench.commands import UsageError
     from bench.store import StoreError, StoreWarning, format_summary, read_results, summarize
 
     with warnings.catch_warnings(record=True) as caught:

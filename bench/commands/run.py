@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bench.cli import UsageError
+from bench.commands import UsageError
 from bench.commands.common import add_plugin_argument, load_plugins
 
 HELP = "run one trial without Ray, from flags or a YAML plus key=value overrides"

@@ -71,7 +71,7 @@ def resolve_storage_arg(storage: str | None, space_storage: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.cli import UsageError
+    from bench.commands import UsageError
     from bench.space import describe, expand, load_space
 
     load_plugins(args.plugin)

@@ -49,7 +49,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.cli import UsageError
+    from bench.commands import UsageError
     from bench.commands.sweep import resolve_storage_arg
     from bench.tune import default_storage_url, describe_plan, load_plan
 

@@ -9,27 +9,25 @@ columns), `rows` (trainer records -> rows, provenance), `layout` (paths, atomic 
 metadata), `writer`, `reader`, `dedup`, `summary` (`bench results`).
 """
 
+from bench.record import STATUSES
 from bench.store.errors import StoreError, StoreWarning
 from bench.store.layout import read_sweep_meta, resolve_storage, write_sweep_meta
 from bench.store.reader import expand_extra, read_results
 from bench.store.rows import make_rows, provenance, split_loss
 from bench.store.schema import (
     DEDUP_KEYS,
-    GEOMETRY_KEYS,
     METRIC_COLUMNS,
     PARAM_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
     SORT_KEYS,
-    STATUSES,
     conform,
 )
-from bench.store.summary import format_summary, results_main, summarize
+from bench.store.summary import format_summary, summarize
 from bench.store.writer import FragmentWriter
 
 __all__ = [
     "DEDUP_KEYS",
-    "GEOMETRY_KEYS",
     "METRIC_COLUMNS",
     "PARAM_COLUMNS",
     "SCHEMA",
@@ -47,7 +45,6 @@ __all__ = [
     "read_results",
     "read_sweep_meta",
     "resolve_storage",
-    "results_main",
     "split_loss",
     "summarize",
     "write_sweep_meta",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from bench.commands import UsageError
+from bench.commands.common import add_results_argument
 
 HELP = "write tables, stability curves and the leaderboard from a results store"
 
@@ -55,8 +56,7 @@ def report_columns(metric: str | None) -> list[str] | None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", help="results store: a storage root holding sweep folders, or one "
-                   "sweep folder (local path or pyarrow filesystem URI)")
+    add_results_argument(p)
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default: reports/<sweep_id> under the current folder)")
     p.add_argument("--metric", metavar="NAME",

@@ -34,8 +34,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from machine import cpu_model  # benchmarks/machine.py (scripts run from benchmarks/)
 
-from bench.commands.report import read, report_columns
+from bench.commands.report import read
 from bench.report.build import build_report
+from bench.report.columns import report_columns
 from bench.report.render import report_files, write_atomically
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fixture

@@ -12,7 +12,8 @@ import math
 
 import pandas as pd
 
-from bench.report.build import SCORED_COLUMNS, FigureSpec, Report
+from bench.report.build import SCORED_COLUMNS, Report
+from bench.report.figures import FigureSpec
 from bench.report.leaderboard import ALL_FRACTIONS
 from bench.report.stats import ALPHA, MIN_SEEDS
 from bench.report.style import slug

@@ -282,7 +282,7 @@ def test_sweep_with_nothing_finished_still_reports(golden_rows: pd.DataFrame) ->
 
 
 def test_report_reads_only_the_columns_it_needs() -> None:
-    from bench.commands.report import report_columns
+    from bench.report.columns import report_columns
     from bench.store import SCHEMA
 
     default = report_columns(None)

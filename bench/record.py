@@ -27,7 +27,8 @@ FINISHED = ("done", "diverged", "timeout")  # a trial that ended so is a result,
 REQUIRED_KEYS = ("epoch", "label_fraction", "status")
 CURVE_KEYS = ("epoch", "step", "time_s", "label_fraction")
 TRAINING_METRICS = ("lr", "grad_norm", "images_per_s", "epoch_time_s", "peak_mem_mb")
-# The terms the built-in losses log (`LossInfo.terms`; tests/test_train.py checks the two agree).
+# Terms of built-in losses with a column of their own (`LossInfo.terms`; tests/test_architecture
+# .py checks each is one); other terms, a plugin's too, are kept in `m_extra`.
 LOSS_TERMS = ("invariance", "variance", "covariance", "base", "addon", "same", "diff", "means")
 BOOKKEEPING = ("m_num_classes", "m_eval_epoch")
 

@@ -3,7 +3,7 @@
 Images follow SimCLR's recipe (Chen et al. 2020, appendix A; the torchvision pipeline
 RandomResizedCrop -> RandomHorizontalFlip -> RandomApply(ColorJitter, p) -> RandomGrayscale ->
 Normalize), but every random parameter is drawn per sample for the whole batch at once, which
-torchvision cannot do on a batch (pytorch/vision#2929; `shared/reference/performance.md` 2.2):
+torchvision cannot do on a batch (pytorch/vision#2929; benchmarks/augment.py measures both):
 - crop + flip: the affine grid of one per-sample `theta` (scale and shift, the flip a negative
   x scale; built separably since theta has no shear) and one `grid_sample` (bilinear,
   align_corners=False) with the sampling points clamped to the box, which is exactly what

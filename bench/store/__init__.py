@@ -1,7 +1,7 @@
 """The results store: the only Parquet writer and reader (no torch, no Ray).
 
 One long table, one row per (trial, epoch, label_fraction), declared once as `SCHEMA`
-(DESIGN "Results store"; reference/ray-and-storage.md section D). Writing: `FragmentWriter`
+(README.md, "The results store"). Writing: `FragmentWriter`
 publishes each reported result as a small immutable fragment, compacts a trial's fragments
 when it ends (`compact`), and merges all trials into one file when the sweep ends
 (`compact_sweep`). Reading: `read_results(path) -> DataFrame`, deduplicated. Modules: `schema` (the

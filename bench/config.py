@@ -24,7 +24,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 AUGMENT_PRESETS = ("auto", "simclr", "cloa", "none")
 OPTIMIZERS = ("sgd", "lars", "adamw")
@@ -58,12 +58,12 @@ class ConfigError(ValueError):
         return self.key is not None and self.value is not _UNSET and self.must is not None
 
 
-def is_number(x: Any) -> bool:
+def is_number(x: Any) -> TypeGuard[int | float]:
     """A finite real number (not a bool): what every numeric config value must be."""
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
-def is_int(x: Any) -> bool:
+def is_int(x: Any) -> TypeGuard[int]:
     return isinstance(x, int) and not isinstance(x, bool)
 
 
@@ -288,15 +288,17 @@ def _validate(c: TrialConfig) -> None:
             _check(is_int(w) and w >= 1, key, getattr(c, key), "a list of widths >= 1")
     _check(c.batch_sampler in BATCH_SAMPLERS, "batch_sampler", c.batch_sampler,
            f"one of {BATCH_SAMPLERS}")
-    p = c.classes_per_batch
+    classes = c.classes_per_batch
     if c.batch_sampler == "class":
-        _check(is_int(p) and p >= 1, "classes_per_batch", p,
+        _check(is_int(classes) and classes >= 1, "classes_per_batch", classes,
                "an integer >= 1 with batch_sampler 'class' (the classes in each batch)")
-        _check(c.batch_size % p == 0, "classes_per_batch", p,
+        assert classes is not None  # checked just above
+        _check(c.batch_size % classes == 0, "classes_per_batch", classes,
                f"a divisor of batch_size ({c.batch_size}), so that each class gets batch_size / "
                "classes_per_batch samples")
         _check(c.pretrain_label_fraction != 0, "pretrain_label_fraction",
                c.pretrain_label_fraction,
                "> 0 with batch_sampler 'class' (it draws labelled samples)")
     else:
-        _check(p is None, "classes_per_batch", p, "null unless batch_sampler is 'class'")
+        _check(classes is None, "classes_per_batch", classes,
+               "null unless batch_sampler is 'class'")

@@ -96,7 +96,9 @@ class DatasetInfo:
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
-def register_dataset(name: str, *, kind: str, description: str = "") -> Callable:
+def register_dataset(
+    name: str, *, kind: str, description: str = ""
+) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
     """Decorator: register `loader(root: Path, download: bool, **params) -> Dataset` as `name`."""
 
     def wrap(loader: Callable[..., Dataset]) -> Callable[..., Dataset]:

@@ -297,11 +297,10 @@ class ViewParams(NamedTuple):
     gray: torch.Tensor | None
 
     def slice(self, a: int, b: int) -> ViewParams:
-        def cut(t: tuple | None) -> tuple | None:
-            return None if t is None else type(t)(*(f[a:b] for f in t))
-
+        box = CropParams(*(f[a:b] for f in self.box))
+        jitter = None if self.jitter is None else JitterParams(*(f[a:b] for f in self.jitter))
         gray = None if self.gray is None else self.gray[a:b]
-        return ViewParams(cut(self.box), self.flip[a:b], cut(self.jitter), gray)
+        return ViewParams(box, self.flip[a:b], jitter, gray)
 
 
 class ImageTwoViews:
@@ -396,7 +395,7 @@ class NoAugment:
 def build_augment(preset: str | ImageAugment, dataset: Dataset) -> TwoViews:
     """The two-view maker for `dataset`: "auto" = simclr for images, sign flip + noise for vectors."""
     if isinstance(preset, ImageAugment):
-        spec: ImageAugment | None = preset
+        spec = preset
     elif preset not in AUGMENT_PRESETS:
         raise ConfigError(f"config key 'augment' has value {preset!r}; it must be one of "
                           f"{AUGMENT_PRESETS}.")

@@ -77,12 +77,15 @@ def declared() -> tuple[Family, ...]:
 
 def _family_literal(source: str, module: str) -> dict[str, Any] | None:
     for node in ast.parse(source).body:
-        targets = node.targets if isinstance(node, ast.Assign) else (
-            [node.target] if isinstance(node, ast.AnnAssign) and node.value is not None else [])
+        if isinstance(node, ast.Assign):
+            targets, value = node.targets, node.value
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            targets, value = [node.target], node.value
+        else:
+            continue
         if any(isinstance(t, ast.Name) and t.id == "FAMILY" for t in targets):
-            value = node.value
             try:
-                spec = ast.literal_eval(value) if value is not None else None
+                spec = ast.literal_eval(value)
             except ValueError:
                 raise TypeError(f"bench.metrics.{module}: FAMILY must be a literal dict (it is "
                                 "read without importing the module).") from None

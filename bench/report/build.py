@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -199,7 +200,7 @@ def probe_lines(cells: pd.DataFrame, metric: str) -> list[str]:
     return lines
 
 
-def _probe_value(col: str, value: object) -> str:
+def _probe_value(col: str, value: Any) -> str:
     if col == "p_probe_features":
         return f"{value or 'unrecorded'} features"
     if col == "p_probe_optimizer":
@@ -216,7 +217,7 @@ def _probe_value(col: str, value: object) -> str:
     return f"{col} {value}"
 
 
-def _distinct(cells: pd.DataFrame, col: str) -> list[object]:
+def _distinct(cells: pd.DataFrame, col: str) -> list[Any]:
     if col not in cells.columns:
         return []
     return sorted(cells[col].dropna().unique())
@@ -278,7 +279,7 @@ def against_table(board: pd.DataFrame, sweep: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _presence(key: tuple, mine: pd.DataFrame, theirs: pd.DataFrame) -> str:
+def _presence(key: tuple[Any, ...], mine: pd.DataFrame, theirs: pd.DataFrame) -> str:
     if key in mine.index and key in theirs.index:
         return "both"
     return "this sweep only" if key in mine.index else "other sweep only"

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cache
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.lines import Line2D
 
 from bench.report import style
@@ -76,12 +78,13 @@ def score_summary(cells: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def entries(frame: pd.DataFrame, cols: tuple[str, ...] = ("sweep_id", "entry")) -> list[tuple]:
+def entries(frame: pd.DataFrame,
+            cols: tuple[str, ...] = ("sweep_id", "entry")) -> list[tuple[str, str]]:
     """Distinct (sweep, loss) in order of first appearance (callers sort in table order)."""
     return list(frame[list(cols)].drop_duplicates().itertuples(index=False, name=None))
 
 
-def mark_states(ax: object, sub: pd.DataFrame, color: object, x: str = "lr") -> None:
+def mark_states(ax: Axes, sub: pd.DataFrame, color: Any, x: str = "lr") -> None:
     """Diverged: 'x' at the panel bottom; collapsed: hollow triangle on the line (or at the
     bottom); running: hollow circle. Never plots an empty line (degenerate extent)."""
     bottom = ax.get_xaxis_transform()  # x in data, y in axes coordinates
@@ -102,7 +105,7 @@ def mark_states(ax: object, sub: pd.DataFrame, color: object, x: str = "lr") -> 
                     mec=color, ms=size, transform=bottom, clip_on=False)
 
 
-def line(ax: object, sub: pd.DataFrame, st: dict, x: str = "lr") -> None:
+def line(ax: Axes, sub: pd.DataFrame, st: dict[str, Any], x: str = "lr") -> None:
     done = sub["mean"].notna()
     if done.any():
         ax.plot(sub[x][done], sub["mean"][done], ms=3.5, lw=1.4, **st)
@@ -113,8 +116,8 @@ def line(ax: object, sub: pd.DataFrame, st: dict, x: str = "lr") -> None:
     mark_states(ax, sub, st["color"], x)
 
 
-def legend(entries: list[tuple], styles: Styles, multi: bool, extra: Sequence[Line2D] = (),
-            states: bool = True) -> tuple[list, float]:
+def legend(entries: list[tuple[str, str]], styles: Styles, multi: bool,
+           extra: Sequence[Line2D] = (), states: bool = True) -> tuple[list[Line2D], float]:
     """Handles for the entries (plain names: one figure is one dataset) and the state marks."""
     handles = [Line2D([], [], ms=4, label=label(styles.name(s, e), s if multi else None),
                       **styles(s, e)) for s, e in entries]
@@ -122,14 +125,14 @@ def legend(entries: list[tuple], styles: Styles, multi: bool, extra: Sequence[Li
     handles += [] if not states else [Line2D([], [], ls="", marker="x", color="0.3", label="diverged seed(s)"),
                 Line2D([], [], ls="", marker="v", mfc="white", mec="0.3", label="collapsed seed(s)"),
                 Line2D([], [], ls="", marker="o", mfc="white", mec="0.3", label="running")]
-    return handles, style.legend_width([h.get_label() for h in handles])
+    return handles, style.legend_width([str(h.get_label()) for h in handles])
 
 
 def ylim(frames: Sequence[pd.DataFrame], floor: float | None = None,
           ceiling: float = 1.0) -> tuple[float, float]:
     """One y range for every panel of a figure (panels compare at a glance)."""
-    vals = [f[c].to_numpy(float) for f in frames for c in ("mean", "low", "high") if c in f]
-    vals = np.concatenate(vals) if vals else np.array([])
+    parts = [f[c].to_numpy(float) for f in frames for c in ("mean", "low", "high") if c in f]
+    vals = np.concatenate(parts) if parts else np.array([])
     vals = vals[np.isfinite(vals)]
     lo = float(vals.min()) if len(vals) else 0.0
     hi = float(vals.max()) if len(vals) else 1.0
@@ -140,7 +143,7 @@ def ylim(frames: Sequence[pd.DataFrame], floor: float | None = None,
     return lo - pad, hi + pad
 
 
-def chance_line(ax: object, chance: float | None) -> None:
+def chance_line(ax: Axes, chance: float | None) -> None:
     if chance is not None:
         ax.axhline(chance, color="0.45", lw=0.9, ls=(0, (1, 2)), zorder=0.5)
 

@@ -15,6 +15,8 @@ the paper, and following the scientific protocol (README.md, "Reports"):
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
 
@@ -237,5 +239,5 @@ def comparison_wide(long: pd.DataFrame, sweep_id: str, dataset: str, batch_size:
     return pd.DataFrame(table)
 
 
-def _int(x: object) -> int:
+def _int(x: Any) -> int:
     return 0 if x is None or pd.isna(x) else int(x)

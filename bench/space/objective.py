@@ -157,7 +157,7 @@ def _parse_objective(src: str, where: str, kind: str, spec: Mapping[str, Any],
         raw = spec.get("lrs")
         ok = (isinstance(raw, list) and len(raw) >= 2
               and all(is_number(x) and x > 0 for x in raw) and len(set(raw)) == len(raw))
-        if not ok:
+        if not ok or raw is None:
             raise ConfigError(f"{src}: key '{where}.lrs' has value {show_value(raw)}; it must "
                               "list at least two different positive learning rates.")
         lrs = tuple(float(x) for x in raw)

@@ -141,8 +141,8 @@ def plan_from_space(space: Space) -> TunePlan:
     if space.search is None:
         raise ConfigError(f"{src}: there is no 'search' section, which bench tune needs (see "
                           "search_spaces/tune_example.yaml); run a grid with bench sweep instead.")
-    for loss, params in space.loss_params.items():
-        for pname, values in params:
+    for loss, fixed in space.loss_params.items():
+        for pname, values in fixed:
             if len(values) != 1:
                 raise ConfigError(f"{src}: key 'loss_params.{loss}.{pname}' has several values; "
                                   "in a tune YAML loss parameters are fixed values, search them "

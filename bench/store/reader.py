@@ -16,6 +16,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -109,7 +110,7 @@ def _skip(path: str, err: Exception) -> None:
     warnings.warn(f"skipping unreadable results file {path}: {err}", StoreWarning, stacklevel=4)
 
 
-def _first_row_key(table: pa.Table) -> tuple:
+def _first_row_key(table: pa.Table) -> tuple[tuple[bool, Any], ...]:
     names = set(table.column_names)
     values = [
         table.column(k)[0].as_py() if table.num_rows and k in names else None for k in SORT_KEYS

@@ -46,7 +46,8 @@ class _Plans:
     """Each Tune trial's `TrialPlan`, parsed once per trial rather than once per result."""
 
     def __init__(self, objectives: Sequence[Objective]) -> None:
-        self.objectives, self.plans = tuple(objectives), {}
+        self.objectives = tuple(objectives)
+        self.plans: dict[str, TrialPlan] = {}
 
     def __call__(self, trial: Any) -> TrialPlan:
         if trial.trial_id not in self.plans:

@@ -169,8 +169,8 @@ def _tuner(space: Space, trials: Sequence[TrialConfig], sid: str, storage: str, 
     if restore_from is not None:
         return tune.Tuner.restore(restore_from, trainable, param_space=param_space,
                                   resume_unfinished=True, resume_errored=True)
-    callbacks = [StoreCallback(storage, sid),
-                 ProgressCallback(progress_every, [t.epochs for t in trials])]
+    callbacks: list[tune.Callback] = [StoreCallback(storage, sid),
+                                      ProgressCallback(progress_every, [t.epochs for t in trials])]
     return session.make_tuner(trainable, name=sid, storage=storage, sweep_id=sid, space=space,
                               callbacks=callbacks, param_space=param_space,
                               max_concurrent=space.max_concurrent)

@@ -167,7 +167,7 @@ def _search(plan: TunePlan, db: Storage, before: int, todo: int, *,
                        ProgressCallback(progress_every)],
             search_alg=_searcher(plan, db, before), scheduler=_scheduler(plan), num_samples=todo,
         )  # fmt: skip
-        grid = tuner.fit()
+        grid: Any = tuner.fit()  # a ResultGrid: iterable, though not typed so
         # No trial runs any more: drop every resumable state (a trial stopped by ASHA, or left
         # by a driver that died, never deletes its own).
         TrialStates(sweep_dir).clear()
@@ -197,7 +197,7 @@ def _searcher(plan: TunePlan, db: Storage, before: int) -> StudySearch:
     )  # fmt: skip
 
 
-class StudySearch(OptunaSearch):  # type: ignore[misc]
+class StudySearch(OptunaSearch):
     """OptunaSearch whose suggestions are whole trial configs, and which tells Optuna that a
     trial stopped early by ASHA was PRUNED rather than complete at an early epoch."""
 
@@ -220,6 +220,7 @@ class StudySearch(OptunaSearch):  # type: ignore[misc]
                           error: bool = False) -> None:
         stopped = not error and result is not None and result.get("trial_status") == "running"
         if stopped and trial_id in self._ot_trials and trial_id not in self._completed_trials:
+            assert self._ot_study is not None  # set up before any trial is suggested
             study.prune(self._ot_study, self._ot_trials[trial_id])
             self._completed_trials.add(trial_id)
             return

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial as FrozenTrial  # re-exported: the search's trial type
+from optuna.trial import TrialState
 
 from bench.space.search import Param, TunePlan, best_yaml
 

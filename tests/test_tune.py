@@ -338,9 +338,11 @@ def test_resume_continues_the_study_and_the_written_yaml_runs(twin_studies, caps
     out = capsys.readouterr().out
     best = Path(results) / "tiny-best.yaml"
     assert f"wrote {best}" in out and "best trial" in out
-    # Nothing left to run: --resume only reports the best again.
-    assert main([*common, "--resume"]) == 0
+    # Nothing left to run: --resume only reports the best again (here into the folder --out).
+    winners = Path(results) / "winners"
+    assert main([*common, "--resume", "--out", str(winners)]) == 0
     assert len(suggestions(results, "tiny")) == 6
+    assert (winners / "tiny-best.yaml").read_text() == best.read_text()
     capsys.readouterr()
     # The written sweep expands (the winner's temperature fixed, the grid from search.sweep).
     trials = expand(load_space(best))

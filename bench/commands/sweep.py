@@ -9,14 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench.commands.common import (
-    add_plugin_argument,
-    add_ray_arguments,
-    add_storage_argument,
-    check_ray_arguments,
-    load_plugins,
-    results_root,
-)
+from bench.commands import common
 
 HELP = "run a search-space YAML as a sweep on Ray Tune, streamed to Parquet"
 
@@ -33,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print only the sweep id (for scripts: bench report RESULTS --sweep-id ...)",
     )
-    add_storage_argument(p)
+    common.add_storage_argument(p)
     p.add_argument(
         "--resume",
         action="store_true",
@@ -41,14 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "trials are kept, unfinished and errored ones resume from their last "
         "finished epoch; a sweep that never ran starts",
     )
-    add_ray_arguments(p)
-    add_plugin_argument(p)
+    common.add_ray_arguments(p)
+    common.add_plugin_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
     from bench.space import describe, expand, load_space
 
-    load_plugins(args.plugin)
+    common.load_plugins(args.plugin)
     space = load_space(args.space)
     for warning in space.warnings:
         print(f"bench: warning: {warning}", file=sys.stderr)
@@ -59,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe(space, trials))
         return 0
-    check_ray_arguments(args)
-    storage = results_root(args.storage, space.storage)  # a bad URI fails here, before Ray
+    common.check_ray_arguments(args)
+    storage = common.results_root(args.storage, space.storage)  # a bad URI fails before Ray
 
     from bench.sweep.grid import run_sweep
 

@@ -12,15 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from bench.commands import UsageError
-from bench.commands.common import (
-    add_plugin_argument,
-    add_ray_arguments,
-    add_storage_argument,
-    check_ray_arguments,
-    load_plugins,
-    results_root,
-)
+from bench.commands import UsageError, common
 
 HELP = "hyperparameter search for a loss with Optuna on Ray Tune"
 
@@ -29,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("space", metavar="SPACE",
                    help="tune YAML: base settings plus a `search` section (see "
                    "search_spaces/tune_example.yaml)")
-    add_storage_argument(p)
+    common.add_storage_argument(p)
     p.add_argument("--study-db", metavar="URL",
                    help="Optuna RDB URL of the study database (default: "
                    "sqlite:///<storage>/<name>.db, absolute)")
@@ -43,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "trial; default: the results root)")
     p.add_argument("--dry-run", action="store_true",
                    help="check the YAML and print the search plan; open no database, run nothing")
-    add_ray_arguments(p)
-    add_plugin_argument(p)
+    common.add_ray_arguments(p)
+    common.add_plugin_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,15 +50,15 @@ def run(args: argparse.Namespace) -> int:
     if args.out is not None and args.out.suffix in (".yaml", ".yml"):
         raise UsageError(f"--out {args.out} names a YAML file, but --out is a folder: the "
                          "winner's YAML is written there as <name>-best.yaml.")
-    load_plugins(args.plugin)
+    common.load_plugins(args.plugin)
     plan = load_plan(args.space)
     for warning in plan.space.warnings:
         print(f"bench: warning: {warning}", file=sys.stderr)
     if args.num_samples is not None and args.num_samples < 1:
         raise UsageError(f"--num-samples {args.num_samples} must be at least 1.")
-    check_ray_arguments(args)
+    common.check_ray_arguments(args)
     # A bad URI fails here (not for --dry-run, which touches no storage).
-    storage = results_root(args.storage, plan.space.storage, check=not args.dry_run)
+    storage = common.results_root(args.storage, plan.space.storage, check=not args.dry_run)
     study_db = args.study_db or default_study_db(storage, plan.name)
     if args.dry_run:
         print(describe_plan(plan, storage, shown_url(study_db)))

@@ -3,18 +3,21 @@ section of `bench tune` -> a `TunePlan`. Pure: no Ray, no Optuna, and no torch a
 
 Modules, in the order a YAML goes through them:
 - `load`: reading the YAML (`1e-3` is a float) and `parse_space`, which runs the checks below;
-- `sections`: the `Space` and the shape of each section (keys, run settings, resources);
+- `sections`: the `Space` and the shape of each section (keys, run settings); `resources`: what
+  a trial asks Ray for; `checks`: the two error sentences (unknown key, bad value) they all use;
 - `grid`: every grid point as a `TrialConfig` (whose own rules check each value), the grouping
   of label fractions into trials, the sweep id, and `bench sweep --dry-run`'s text;
 - `registries`: the only way in to the loss, dataset and backbone registries (imported when a
   check runs, so `import bench.space` never imports torch);
-- `search` and `objective`: the `search:` section, the objectives, the runs of a search trial
-  and their scores, and the winner's sweep YAML.
+- `search`, `params` and `objective`: the `search:` section (its searched keys and their
+  distributions, its objectives), the runs of a search trial and their scores, and the winner's
+  sweep YAML.
 """
 
 from bench.space.grid import Expansion, describe, expand, expansion_stats, grid_points, sweep_id
 from bench.space.load import load_space, parse_space
-from bench.space.sections import Resources, Space
+from bench.space.resources import Resources
+from bench.space.sections import Space
 
 __all__ = [
     "Expansion",

@@ -26,7 +26,7 @@ from bench import metrics
 from bench.config import ConfigError, TrialConfig, did_you_mean, is_number, show_value
 from bench.record import metric_columns
 from bench.space import registries
-from bench.space.sections import reject_unknown
+from bench.space.checks import reject_unknown
 
 BIG = 1e6  # the score of a diverged run on a minimised metric that is not an accuracy
 _STABILITY_KEYS = ("metric", "mode", "label_fraction", "lrs")

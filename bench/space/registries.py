@@ -14,7 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from bench.config import ConfigError, TrialConfig, did_you_mean, show_value
-from bench.space.sections import Grid, Space, need
+from bench.space.checks import need
+from bench.space.sections import Grid, Space
 
 # What `build_loss` needs besides the parameters, for a value check away from any dataset.
 _STAND_IN = {"num_classes": 2, "dim": 2, "seed": 0}

@@ -21,12 +21,9 @@ A tune YAML is a sweep YAML without a `grid` (`base`, fixed `loss_params`, `per_
       sweep:                         # the grid the winner is benchmarked on (written YAML)
         grid: {lr: [1.0e-3, 0.03, 1, 3], batch_size: [64, 256], label_fraction: [0.1, 1.0]}
 
-Distributions: `loguniform {low, high}` (0 < low < high), `uniform {low, high, step?}`,
-`int {low, high, step?, log?}` (inclusive), `choice {values}` (numbers, strings or booleans).
-Objectives: `bench.space.objective`. Every searched range is checked at both ends (and every
-choice) by building the trial config, and for a loss parameter the loss, so a search never
-starts with a value a trial would reject. `best_sweep` is the sweep YAML the winner is
-benchmarked with; it is checked to expand when the plan is loaded.
+The searched keys and their distributions: `bench.space.params`; the objectives:
+`bench.space.objective`. `best_sweep` is the sweep YAML the winner is benchmarked with; it is
+checked to expand when the plan is loaded.
 """
 
 from __future__ import annotations
@@ -39,61 +36,26 @@ from typing import Any
 import yaml
 
 from bench.config import (
-    NESTED_KEYS,
     ConfigError,
     TrialConfig,
-    did_you_mean,
     is_int,
     is_number,
     show_value,
     with_overrides,
 )
-from bench.space import registries
+from bench.space.checks import reject_unknown
 from bench.space.grid import grid_points
 from bench.space.load import load_space, parse_space
 from bench.space.objective import Objective, parse_objectives, plan_runs
-from bench.space.sections import Space, reject_unknown
+from bench.space.params import Param, parse_params
+from bench.space.sections import Space
 
-DISTRIBUTIONS = ("loguniform", "uniform", "int", "choice")
-_DIST_KEYS = {
-    "loguniform": ("dist", "low", "high"),
-    "uniform": ("dist", "low", "high", "step"),
-    "int": ("dist", "low", "high", "step", "log"),
-    "choice": ("dist", "values"),
-}
 SEARCH_KEYS = ("params", "objective", "num_samples", "sampler_seed", "startup_trials",
                "population_size", "asha", "sweep")
 ASHA_KEYS = ("grace_period", "reduction_factor", "max_t")
-# Config keys the search may not vary: it tunes one loss on one dataset on one device.
-_FIXED = ("loss", "dataset", "data_root", "download", "device", "compile", "label_fractions",
-          "loss_params", "dataset_params", "mlp_hidden", "projector", "ffn_hidden", "time_budget_s")
 # The grid the winner is benchmarked on when `search.sweep` is absent: the demo's axes.
 DEFAULT_SWEEP_GRID = {"lr": [0.001, 0.03, 1, 3], "batch_size": [64, 256],
                       "label_fraction": [0.1, 1.0], "seed": [0, 1, 2]}
-
-
-@dataclass(frozen=True)
-class Param:
-    """One searched key and its distribution (`name` is a config key or `loss_params.P`)."""
-
-    name: str
-    dist: str
-    low: float | int | None = None
-    high: float | int | None = None
-    step: float | int | None = None
-    log: bool = False
-    values: tuple[Any, ...] = ()
-
-    def extremes(self) -> tuple[Any, ...]:
-        """The values that validation tries: both ends of a range, every choice."""
-        return self.values if self.dist == "choice" else (self.low, self.high)
-
-    def describe(self) -> str:
-        if self.dist == "choice":
-            return f"choice of {', '.join(show_value(v) for v in self.values)}"
-        extra = f", step {show_value(self.step)}" if self.step else ""
-        kind = "log-int" if self.dist == "int" and self.log else self.dist
-        return f"{kind} [{show_value(self.low)}, {show_value(self.high)}]{extra}"
 
 
 @dataclass(frozen=True)
@@ -150,7 +112,7 @@ def plan_from_space(space: Space) -> TunePlan:
     raw = space.search
     reject_unknown(src, "search", raw, SEARCH_KEYS)
     (base,) = grid_points(space)
-    params = _parse_params(src, raw.get("params"), space, base)
+    params = parse_params(src, raw.get("params"), space, base)
     objectives = parse_objectives(src, raw.get("objective"), base, [p.name for p in params])
     num_samples = _int(src, "search.num_samples", raw.get("num_samples", 10), 1)
     seed = _int(src, "search.sampler_seed", raw.get("sampler_seed", 0), 0)
@@ -164,124 +126,6 @@ def plan_from_space(space: Space) -> TunePlan:
     probe = {p.name: p.extremes()[0] for p in params}
     parse_space(best_sweep(plan, probe), source=f"{src} (search.sweep)")
     return plan
-
-
-def _parse_params(src: str, raw: Any, space: Space, base: TrialConfig) -> tuple[Param, ...]:
-    if not isinstance(raw, Mapping) or not raw:
-        raise ConfigError(f"{src}: key 'search.params' has value {show_value(raw)}; it must map "
-                          "the keys to search to distributions, e.g. {lr: {dist: loguniform, "
-                          "low: 1.0e-3, high: 1}}.")
-    params = []
-    for name, spec in raw.items():
-        name = str(name)
-        where = f"search.params.{name}"
-        _check_param_name(src, name, space, base)
-        if not isinstance(spec, Mapping):
-            raise ConfigError(f"{src}: key {where!r} has value {show_value(spec)}; it must be a "
-                              "mapping like {dist: uniform, low: 0.1, high: 1.0}.")
-        param = _parse_distribution(src, where, name, spec)
-        for value in param.extremes():
-            _check_param_value(src, where, param, value, base)
-        params.append(param)
-    return tuple(params)
-
-
-def _check_param_name(src: str, name: str, space: Space, base: TrialConfig) -> None:
-    where = f"search.params.{name}"
-    head, dot, tail = name.partition(".")
-    if dot and head in NESTED_KEYS:
-        owner = base.loss if head == "loss_params" else base.dataset
-        known = (registries.loss_parameters(owner) if head == "loss_params"
-                 else registries.dataset_parameters(owner))
-        kind = "loss" if head == "loss_params" else "dataset"
-        if tail not in known:
-            hint = registries.suggest_param(tail, known, prefix=f"{head}.")
-            raise ConfigError(f"{src}: key {where!r} is not a parameter of {kind} {owner!r}; "
-                              f"{hint}")
-        if tail in getattr(base, head):
-            fixed = f"loss_params.{base.loss}.{tail}" if head == "loss_params" else (
-                "base.dataset_params")
-            raise ConfigError(f"{src}: key {where!r} is also fixed in '{fixed}'; keep it in "
-                              "one place.")
-        return
-    fields = set(TrialConfig.keys())
-    if name not in fields:
-        hint = did_you_mean(name, sorted(fields - set(_FIXED)))
-        raise ConfigError(f"{src}: key {where!r} names no config key{'; ' + hint if hint else ''}"
-                          " (loss parameters are searched as loss_params.NAME).")
-    if name in _FIXED:
-        raise ConfigError(f"{src}: key {where!r} cannot be searched; bench tune tunes one loss on "
-                          "one dataset, so set it in 'base' (compare losses with bench sweep).")
-    if name in space.base:
-        raise ConfigError(f"{src}: key {where!r} is also set in 'base.{name}'; keep it in one "
-                          "place.")
-
-
-def _parse_distribution(src: str, where: str, name: str, spec: Mapping[str, Any]) -> Param:
-    dist = spec.get("dist")
-    if dist not in DISTRIBUTIONS:
-        hint = did_you_mean(dist, DISTRIBUTIONS)
-        raise ConfigError(f"{src}: key '{where}.dist' has value {show_value(dist)}, which is not "
-                          f"a distribution; use one of {', '.join(DISTRIBUTIONS)}"
-                          f"{f' ({hint})' if hint else ''}.")
-    reject_unknown(src, where, spec, _DIST_KEYS[dist])
-    if dist == "choice":
-        values = spec.get("values")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"{src}: key '{where}.values' has value {show_value(values)}; a "
-                              "choice needs a non-empty list of values.")
-        for v in values:
-            if not isinstance(v, (bool, int, float, str)):
-                raise ConfigError(f"{src}: key '{where}.values' holds {show_value(v)}; choices "
-                                  "must be numbers, strings or booleans.")
-            if values.count(v) > 1:
-                raise ConfigError(f"{src}: key '{where}.values' lists {show_value(v)} twice.")
-        return Param(name, dist, values=tuple(values))
-    for k in ("low", "high"):
-        if k not in spec:
-            raise ConfigError(f"{src}: key {where!r} has no '{k}'; a {dist} distribution needs "
-                              "both 'low' and 'high'.")
-        if not (is_int(spec[k]) if dist == "int" else is_number(spec[k])):
-            kind = "an integer" if dist == "int" else "a number"
-            raise ConfigError(f"{src}: key '{where}.{k}' has value {show_value(spec[k])}; it must "
-                              f"be {kind}.")
-    low, high = spec["low"], spec["high"]
-    if low >= high:
-        raise ConfigError(f"{src}: key {where!r} has low {show_value(low)} >= high "
-                          f"{show_value(high)}; low must be below high.")
-    log = dist == "loguniform" or bool(spec.get("log", False))
-    if "log" in spec and not isinstance(spec["log"], bool):
-        raise ConfigError(f"{src}: key '{where}.log' has value {show_value(spec['log'])}; it must "
-                          "be true or false.")
-    if log and low <= 0:
-        raise ConfigError(f"{src}: key '{where}.low' has value {show_value(low)}; a log range "
-                          "must stay above 0 (log 0 is undefined), e.g. low: 1.0e-4.")
-    step = spec.get("step")
-    if step is not None:
-        ok = (is_int(step) if dist == "int" else is_number(step)) and step > 0
-        if not ok or (log and dist == "int" and step != 1):
-            raise ConfigError(f"{src}: key '{where}.step' has value {show_value(step)}; it must "
-                              "be a positive number (and 1 with log: true).")
-    return Param(name, dist, low, high, step, log and dist == "int")
-
-
-def _check_param_value(src: str, where: str, param: Param, value: Any,
-                       base: TrialConfig) -> None:
-    """Build the trial config (and for a loss parameter, the loss) at `value`."""
-    try:
-        cfg = apply_params(base, {param.name: value})
-    except ConfigError as exc:
-        reason = f"it must be {exc.must}" if exc.has_value else str(exc).rstrip(".")
-    else:
-        if not param.name.startswith("loss_params."):
-            return
-        dim = cfg.projector[-1] if cfg.projector else 2
-        problem = registries.loss_value_problem(cfg.loss, dict(cfg.loss_params), dim)
-        if problem is None:
-            return
-        reason = problem.rstrip(".")
-    raise ConfigError(f"{src}: key {where!r} reaches the value {show_value(value)}, which "
-                      f"{param.name} cannot take ({reason}).")
 
 
 def _parse_asha(src: str, raw: Any, objectives: Sequence[Objective],
@@ -335,11 +179,6 @@ def _int(src: str, key: str, value: Any, minimum: int) -> int:
         raise ConfigError(f"{src}: key {key!r} has value {show_value(value)}; it must be an "
                           f"integer >= {minimum}.")
     return int(value)
-
-
-def apply_params(base: TrialConfig, params: Mapping[str, Any]) -> TrialConfig:
-    """The trial config of one suggestion: `base` with each searched key set."""
-    return TrialConfig.from_flat(with_overrides(base.to_flat(), params), source="tune trial")
 
 
 def describe_plan(plan: TunePlan, results: str, study_db: str) -> str:

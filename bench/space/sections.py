@@ -30,13 +30,14 @@ losses, datasets and backbones the registries' (`bench.space.registries`). Every
 
 from __future__ import annotations
 
-import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.config import ConfigError, TrialConfig, did_you_mean, is_int, is_number, show_value
+from bench.config import ConfigError, TrialConfig, is_int, is_number, show_value
+from bench.space.checks import need, reject_unknown
+from bench.space.resources import Resources, parse_resources
 
 TOP_LEVEL_KEYS = (
     "name",
@@ -53,7 +54,6 @@ TOP_LEVEL_KEYS = (
     "storage",
     "search",
 )
-RESOURCE_KEYS = ("cpu", "gpu", "gpu_from_batch_size")
 # YAML keys that differ from the TrialConfig field they set.
 ALIASES = {"label_fraction": "label_fractions"}
 # Keys a `base`/`grid`/`per_dataset` section may set, as the user writes them.
@@ -62,23 +62,6 @@ SETTABLE = tuple(
 )
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 Grid = tuple[tuple[str, tuple[Any, ...]], ...]  # (key, values) in the YAML's order
-
-
-@dataclass(frozen=True)
-class Resources:
-    """What one trial asks Ray for. `gpu_from_batch_size` maps a batch-size threshold to the GPU
-    share of trials with at least that batch size (large batches need more memory)."""
-
-    cpu: float = 1.0
-    gpu: float = 0.0
-    gpu_from_batch_size: tuple[tuple[int, float], ...] = ()
-
-    def for_trial(self, cfg: TrialConfig) -> dict[str, float]:
-        gpu = self.gpu
-        for threshold, share in sorted(self.gpu_from_batch_size):
-            if cfg.batch_size >= threshold:
-                gpu = share
-        return {"cpu": self.cpu, "gpu": gpu}
 
 
 @dataclass(frozen=True)
@@ -92,7 +75,7 @@ class Space:
     grid: Grid = ()
     loss_params: Mapping[str, Grid] = field(default_factory=dict)
     per_dataset: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
-    resources: Resources = Resources()
+    resources: Resources = field(default_factory=Resources)
     retries: int = 2
     time_budget_s: float | None = None
     max_concurrent: int | None = None
@@ -153,7 +136,7 @@ def parse_sections(data: Any, source: str, default_name: str) -> Space:
     loss_params = _parse_loss_params(source, data.get("loss_params"))
     per_dataset = _parse_per_dataset(source, data.get("per_dataset"), grid)
 
-    resources, warnings = _parse_resources(source, data.get("resources"))
+    resources, warnings = parse_resources(source, data.get("resources"))
     retries = data.get("retries", 2)
     need(source, "retries", retries, is_int(retries) and retries >= 0, "an integer >= 0")
     budget = data.get("time_budget_s")
@@ -284,59 +267,6 @@ def _parse_per_dataset(source: str, raw: Any, grid: Grid) -> dict[str, dict[str,
     return out
 
 
-def _parse_resources(source: str, raw: Any) -> tuple[Resources, list[str]]:
-    if raw is None:
-        return Resources(), []
-    if not isinstance(raw, Mapping):
-        raise ConfigError(
-            f"{source}: key 'resources' has value {show_value(raw)}; it must be a mapping "
-            "like {cpu: 1, gpu: 0.25}."
-        )
-    reject_unknown(source, "resources", raw, RESOURCE_KEYS)
-    cpu, gpu = raw.get("cpu", 1), raw.get("gpu", 0)
-    need(source, "resources.cpu", cpu, is_number(cpu) and cpu >= 0, "a number of CPUs >= 0")
-    shares = {"resources.gpu": gpu}
-    steps = raw.get("gpu_from_batch_size") or {}
-    need(
-        source,
-        "resources.gpu_from_batch_size",
-        steps,
-        isinstance(steps, Mapping),
-        "a mapping of batch size -> GPU share",
-    )
-    for bs, share in steps.items():
-        need(
-            source,
-            "resources.gpu_from_batch_size",
-            bs,
-            is_int(bs) and bs >= 1,
-            "keyed by integer batch sizes",
-        )
-        shares[f"resources.gpu_from_batch_size.{bs}"] = share
-    warnings = []
-    for key, share in shares.items():
-        need(
-            source,
-            key,
-            share,
-            is_number(share) and 0 <= share <= 1,
-            "a GPU share in [0, 1] (one trial per GPU at most; fractions share a GPU)",
-        )
-        if 0 < share < 1 and not math.isclose(1 / share, round(1 / share), rel_tol=1e-9):
-            warnings.append(
-                f"{source}: {key} is {share}, which does not divide one GPU evenly; Ray counts "
-                f"shares against the cluster total, so use 1/n (0.5, 0.25, 0.125) to avoid idle "
-                f"slivers of GPU."
-            )
-    if cpu == 0 and all(s == 0 for s in shares.values()):
-        raise ConfigError(
-            f"{source}: key 'resources' has value {show_value(dict(raw))}; a trial must "
-            "ask for some CPU or GPU, or Ray would start every trial at once."
-        )
-    ladder = tuple(sorted((int(bs), float(s)) for bs, s in steps.items()))
-    return Resources(cpu=float(cpu), gpu=float(gpu), gpu_from_batch_size=ladder), warnings
-
-
 def _section(source: str, where: str, raw: Any) -> dict[str, Any]:
     if raw is None:
         return {}
@@ -360,30 +290,6 @@ def _hint(key: str) -> str:
     return ""
 
 
-def reject_unknown(
-    source: str,
-    where: str,
-    raw: Mapping[Any, Any],
-    known: Iterable[str],
-    hint: Callable[[str], str] | None = None,
-) -> None:
-    """A ConfigError for the first key of `raw` not in `known`: `hint(key)` says where a key
-    that is valid elsewhere belongs, else the close matches, else the known keys."""
-    known = tuple(known)
-    for key in raw:
-        if key in known:
-            continue
-        extra = hint(str(key)) if hint is not None else ""
-        if not extra:
-            close = did_you_mean(key, known, n=3)
-            extra = f"; {close}" if close else f"; known keys are {', '.join(known)}"
-        label = (
-            f"top-level key {key!r}" if where == "top-level" else f"key {where + '.' + str(key)!r}"
-        )
-        msg = f"{source}: unknown {label}{extra}"
-        raise ConfigError(msg if msg.endswith(("?", ".")) else msg + ".")
-
-
 def _no_overlap(
     source: str,
     where: str,
@@ -397,14 +303,6 @@ def _no_overlap(
         raise ConfigError(
             f"{source}: key {both[0]!r} is set both in {where!r} and in 'grid'; "
             "keep it in one place."
-        )
-
-
-def need(source: str, key: str, value: Any, ok: bool, allowed: str) -> None:
-    """A ConfigError naming `key` and `value` unless `ok`."""
-    if not ok:
-        raise ConfigError(
-            f"{source}: key {key!r} has value {show_value(value)}; it must be {allowed}."
         )
 
 

@@ -33,7 +33,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from bench.config import TrialConfig, show_value
 from bench.space.objective import Objective, plan_runs
-from bench.space.search import TunePlan, apply_params
+from bench.space.params import apply_params
+from bench.space.search import TunePlan
 from bench.sweep import session, study
 from bench.sweep.callbacks import ProgressCallback, StoreCallback
 from bench.sweep.session import format_clock, sweep_paths

@@ -22,7 +22,8 @@ import optuna
 from optuna.trial import FrozenTrial as FrozenTrial  # re-exported: the search's trial type
 from optuna.trial import TrialState
 
-from bench.space.search import Param, TunePlan, best_yaml
+from bench.space.params import Param
+from bench.space.search import TunePlan, best_yaml
 
 Storage = optuna.storages.BaseStorage
 Study = optuna.Study

@@ -2,8 +2,8 @@
 when chosen, so `bench report` never pays for importing torch or Ray.
 
 A command module exposes `HELP` (one line), `add_arguments(parser)` and `run(args) -> int`.
-Bad input raises `UsageError` (or a `ValueError`/`KeyError` subclass from the library); it is
-printed as one sentence and the exit status is 2.
+Bad input raises `bench.commands.UsageError` (or a `ValueError`/`KeyError` subclass from the
+library); it is printed as one sentence and the exit status is 2. `python -m bench` runs `main`.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+
+from bench.commands import UsageError
 
 COMMANDS = ("losses", "run", "sweep", "results", "report", "tune")
 _HELP = {
@@ -22,10 +24,6 @@ _HELP = {
     "report": "write tables, stability curves and the leaderboard from a results store",
     "tune": "hyperparameter search for a loss with Optuna on Ray Tune",
 }
-
-
-class UsageError(Exception):
-    """Bad input from the command line; the message is one sentence naming what to fix."""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,17 +6,25 @@ column in the results store (dict-valued fields are stored as canonical JSON).
 
 Sweep expansion (YAML -> list of TrialConfig) lives in `bench.space`; this module stays free of
 file handling so that `run_trial` and the store can share it.
+
+Every rule about a config key or value lives here, once: `TrialConfig` validates the values (a
+rejected value is a `ConfigError` carrying its `key`, `value` and what it `must` be, so that a
+caller that knows where the value came from, a YAML file and section, can say so without
+parsing the message), `did_you_mean` is the one suggestion for a misspelt name, and
+`with_overrides` the one way a dotted key (`loss_params.temperature=0.2`) sets a nested value.
+`bench run`, `bench sweep` and `bench tune` all go through them.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 AUGMENT_PRESETS = ("auto", "simclr", "cloa", "none")
 OPTIMIZERS = ("sgd", "lars", "adamw")
@@ -28,8 +36,73 @@ DEVICES = ("auto", "cpu", "cuda")
 BATCH_SAMPLERS = ("random", "class")
 
 
+# Config keys holding a mapping whose entries a dotted key sets: `loss_params.temperature`.
+NESTED_KEYS = ("loss_params", "dataset_params")
+_UNSET: Any = object()
+
+
 class ConfigError(ValueError):
-    """Bad user input in a config: the message is one sentence naming the key and the value."""
+    """Bad user input in a config: the message is one sentence naming the key and the value.
+
+    Raised for a value `TrialConfig` rejects, it also carries the config `key`, the `value` and
+    what the value `must` be (None when the error is not about one value).
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, value: Any = _UNSET,
+                 must: str | None = None) -> None:
+        super().__init__(message)
+        self.key, self.value, self.must = key, value, must
+
+    @property
+    def has_value(self) -> bool:
+        return self.key is not None and self.value is not _UNSET and self.must is not None
+
+
+def is_number(x: Any) -> TypeGuard[int | float]:
+    """A finite real number (not a bool): what every numeric config value must be."""
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def is_int(x: Any) -> TypeGuard[int]:
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def show_value(v: Any) -> str:
+    """A config value as the error messages quote it: 1e-3 not 0.001, strings quoted."""
+    if isinstance(v, float):
+        return f"{v:g}"
+    if isinstance(v, str):
+        return repr(v)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(show_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ", ".join(f"{k}: {show_value(x)}" for k, x in v.items()) + "}"
+    return repr(v)
+
+
+def did_you_mean(name: Any, known: Iterable[str], *, n: int = 1, cutoff: float = 0.6,
+                 prefix: str = "") -> str:
+    """`did you mean 'x'?` (or `'x' or 'y'`, up to `n`) for a misspelt `name`; "" when no name
+    in `known` is close. `prefix` is put before each suggestion (`loss_params.`)."""
+    close = difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
+    return f"did you mean {' or '.join(repr(prefix + c) for c in close)}?" if close else ""
+
+
+def with_overrides(flat: Mapping[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """`flat` with each override set; a dotted key (`loss_params.temperature`,
+    `dataset_params.k`) sets one entry of that nested mapping, other keys replace the value."""
+    out = dict(flat)
+    for key, value in overrides.items():
+        head, dot, tail = str(key).partition(".")
+        if not dot:
+            out[key] = value
+        elif head in NESTED_KEYS and tail:
+            out[head] = {**dict(out.get(head) or {}), tail: value}
+        else:
+            raise ConfigError(f"key {key!r} has a dot, but only "
+                              f"{' and '.join(k + '.NAME' for k in NESTED_KEYS)} take one.",
+                              key=str(key))
+    return out
 
 
 @dataclass(frozen=True)
@@ -122,14 +195,18 @@ class TrialConfig:
     @classmethod
     def from_flat(cls, flat: Mapping[str, Any], source: str = "config") -> TrialConfig:
         """Inverse of `to_flat`; an unknown key is a ConfigError naming it and `source`."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(flat) - names)
+        names = cls.keys()
+        unknown = sorted(set(flat) - set(names))
         if unknown:
-            raise ConfigError(
-                f"{source}: unknown key {unknown[0]!r}; known keys are {', '.join(sorted(names))}."
-            )
-        kwargs = {k: _coerce(k, v, source) for k, v in flat.items()}
+            hint = did_you_mean(unknown[0], names) or f"known keys are {', '.join(sorted(names))}."
+            raise ConfigError(f"{source}: unknown key {unknown[0]!r}; {hint}", key=unknown[0])
+        kwargs = {k: _coerce(k, v) for k, v in flat.items()}
         return cls(**kwargs)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """Every config key, in declaration order."""
+        return tuple(f.name for f in dataclasses.fields(cls))
 
     def replace(self, **changes: Any) -> TrialConfig:
         return dataclasses.replace(self, **changes)
@@ -143,88 +220,85 @@ class TrialConfig:
 _TUPLE_FIELDS = {"label_fractions", "mlp_hidden", "projector", "ffn_hidden"}
 
 
-def _coerce(key: str, value: Any, source: str) -> Any:
+def _coerce(key: str, value: Any) -> Any:
     if key in _TUPLE_FIELDS and value is not None:
         if isinstance(value, (int, float)):
             value = [value]
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{source}: key {key!r} must be a list, got {value!r}.")
+        _check(isinstance(value, (list, tuple)), key, value, "a list")
         return tuple(value)
-    if key in ("loss_params", "dataset_params"):
+    if key in NESTED_KEYS:
         if value is None:
             return {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{source}: key {key!r} must be a mapping, got {value!r}.")
+        _check(isinstance(value, Mapping), key, value, "a mapping")
         return dict(value)
     return value
 
 
-def _check(ok: bool, key: str, value: Any, allowed: str) -> None:
+def _check(ok: bool, key: str, value: Any, must: str) -> None:
     if not ok:
-        raise ConfigError(f"config key {key!r} has value {value!r}; it must be {allowed}.")
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool)
+        raise ConfigError(f"config key {key!r} has value {show_value(value)}; it must be {must}.",
+                          key=key, value=value, must=must)
 
 
 def _validate(c: TrialConfig) -> None:
     _check(isinstance(c.loss, str) and c.loss != "", "loss", c.loss, "a loss name")
-    _check(isinstance(c.seed, int) and not isinstance(c.seed, bool), "seed", c.seed, "an integer")
-    _check(isinstance(c.split_seed, int), "split_seed", c.split_seed, "an integer")
+    _check(is_int(c.seed), "seed", c.seed, "an integer")
+    _check(is_int(c.split_seed), "split_seed", c.split_seed, "an integer")
     _check(c.augment in AUGMENT_PRESETS, "augment", c.augment, f"one of {AUGMENT_PRESETS}")
     _check(len(c.label_fractions) > 0, "label_fraction", c.label_fractions, "non-empty")
     for f in c.label_fractions:
-        _check(_is_num(f) and 0 < f <= 1, "label_fraction", f, "in (0, 1]")
+        _check(is_number(f) and 0 < f <= 1, "label_fraction", f, "in (0, 1]")
     if c.pretrain_label_fraction is not None:
         p = c.pretrain_label_fraction
-        _check(_is_num(p) and 0 <= p <= 1, "pretrain_label_fraction", p, "in [0, 1] or null")
+        _check(is_number(p) and 0 <= p <= 1, "pretrain_label_fraction", p, "in [0, 1] or null")
     _check(c.optimizer in OPTIMIZERS, "optimizer", c.optimizer, f"one of {OPTIMIZERS}")
     _check(c.schedule in SCHEDULES, "schedule", c.schedule, f"one of {SCHEDULES}")
     _check(c.lr_scaling in LR_SCALINGS, "lr_scaling", c.lr_scaling, f"one of {LR_SCALINGS}")
-    _check(_is_num(c.lr) and c.lr > 0, "lr", c.lr, "a positive number")
-    _check(_is_num(c.momentum) and 0 <= c.momentum < 1, "momentum", c.momentum, "in [0, 1)")
-    _check(_is_num(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay, ">= 0")
+    _check(is_number(c.lr) and c.lr > 0, "lr", c.lr, "a positive number")
+    _check(is_number(c.momentum) and 0 <= c.momentum < 1, "momentum", c.momentum, "in [0, 1)")
+    _check(is_number(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay, ">= 0")
     for key in ("epochs", "batch_size", "eval_every", "knn_k", "geometry_samples"):
         v = getattr(c, key)
-        _check(isinstance(v, int) and not isinstance(v, bool) and v >= 1, key, v, "an integer >= 1")
+        _check(is_int(v) and v >= 1, key, v, "an integer >= 1")
     _check(c.batch_size >= 2, "batch_size", c.batch_size, "at least 2 (two views need a pair)")
     for key in ("warmup_epochs", "probe_epochs"):
         v = getattr(c, key)
-        _check(isinstance(v, int) and v >= 0, key, v, "an integer >= 0")
-    _check(_is_num(c.knn_temperature) and c.knn_temperature > 0, "knn_temperature",
+        _check(is_int(v) and v >= 0, key, v, "an integer >= 0")
+    _check(is_number(c.knn_temperature) and c.knn_temperature > 0, "knn_temperature",
            c.knn_temperature, "a positive number")
-    _check(_is_num(c.val_fraction) and 0 <= c.val_fraction < 0.5, "val_fraction", c.val_fraction,
+    _check(is_number(c.val_fraction) and 0 <= c.val_fraction < 0.5, "val_fraction", c.val_fraction,
            "in [0, 0.5)")
     _check(c.probe_features in PROBE_FEATURES, "probe_features", c.probe_features,
            f"one of {PROBE_FEATURES}")
     _check(c.probe_optimizer in PROBE_OPTIMIZERS, "probe_optimizer", c.probe_optimizer,
            f"one of {PROBE_OPTIMIZERS}")
     if c.probe_lr is not None:
-        _check(_is_num(c.probe_lr) and math.isfinite(c.probe_lr) and c.probe_lr > 0, "probe_lr",
-               c.probe_lr, "a positive number or null")
-    _check(isinstance(c.probe_batch_size, int) and not isinstance(c.probe_batch_size, bool)
-           and c.probe_batch_size >= 1, "probe_batch_size", c.probe_batch_size, "an integer >= 1")
+        _check(is_number(c.probe_lr) and c.probe_lr > 0, "probe_lr", c.probe_lr,
+               "a positive number or null")
+    _check(is_int(c.probe_batch_size) and c.probe_batch_size >= 1, "probe_batch_size",
+           c.probe_batch_size, "an integer >= 1")
     if c.grad_clip is not None:
-        _check(_is_num(c.grad_clip) and c.grad_clip > 0, "grad_clip", c.grad_clip, "> 0 or null")
+        _check(is_number(c.grad_clip) and c.grad_clip > 0, "grad_clip", c.grad_clip, "> 0 or null")
     if c.time_budget_s is not None:
-        _check(_is_num(c.time_budget_s) and c.time_budget_s > 0, "time_budget_s",
+        _check(is_number(c.time_budget_s) and c.time_budget_s > 0, "time_budget_s",
                c.time_budget_s, "> 0 or null")
     _check(c.device in DEVICES, "device", c.device, f"one of {DEVICES}")
     for key in ("mlp_hidden", "projector") + (("ffn_hidden",) if c.ffn_hidden else ()):
         for w in getattr(c, key):
-            _check(isinstance(w, int) and w >= 1, key, getattr(c, key), "a list of widths >= 1")
+            _check(is_int(w) and w >= 1, key, getattr(c, key), "a list of widths >= 1")
     _check(c.batch_sampler in BATCH_SAMPLERS, "batch_sampler", c.batch_sampler,
            f"one of {BATCH_SAMPLERS}")
-    p = c.classes_per_batch
+    classes = c.classes_per_batch
     if c.batch_sampler == "class":
-        _check(isinstance(p, int) and not isinstance(p, bool) and p >= 1, "classes_per_batch", p,
+        _check(is_int(classes) and classes >= 1, "classes_per_batch", classes,
                "an integer >= 1 with batch_sampler 'class' (the classes in each batch)")
-        _check(c.batch_size % p == 0, "classes_per_batch", p,
+        assert classes is not None  # checked just above
+        _check(c.batch_size % classes == 0, "classes_per_batch", classes,
                f"a divisor of batch_size ({c.batch_size}), so that each class gets batch_size / "
                "classes_per_batch samples")
         _check(c.pretrain_label_fraction != 0, "pretrain_label_fraction",
                c.pretrain_label_fraction,
                "> 0 with batch_sampler 'class' (it draws labelled samples)")
     else:
-        _check(p is None, "classes_per_batch", p, "null unless batch_sampler is 'class'")
+        _check(classes is None, "classes_per_batch", classes,
+               "null unless batch_sampler is 'class'")

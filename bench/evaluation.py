@@ -5,36 +5,48 @@ un-augmented data (plus two fixed augmented views of the geometry subset, for al
 The labelled subsets come from `split_seed`, so every loss and trial seed is scored on the same
 labelled samples.
 
-Every accuracy is measured twice, on the validation hold-out (`m_val_<metric>`, the number that
-selects lrs and drives `bench tune`) and on the test split (`m_<metric>`, reported at the
-selected setting only). The kNN bank and the probes' training set are the labelled part of the
-training split, which excludes the validation hold-out.
+What is measured is the metric families of `bench.metrics`, each one module found there:
+accuracy families (kNN at every evaluation, the probes at the final epoch) score the frozen
+backbone features, embedding families (geometry) measure the backbone features (`m_h_*`) and
+the projections (`m_z_*`) of a fixed subset. Every accuracy is measured twice, on the
+validation hold-out (`m_val_<metric>`, the number that selects lrs and drives `bench tune`) and
+on the test split (`m_<metric>`, reported at the selected setting only). The kNN bank and the
+probes' training set are the labelled part of the training split, which excludes the
+validation hold-out.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
+from types import ModuleType
 
 import torch
 from torch import Tensor, nn
 
+from bench import metrics
 from bench.config import TrialConfig
 from bench.data import Dataset
 from bench.data.augment import build_augment, normalize
 from bench.data.split import labelled_mask
-from bench.metrics import GEOMETRY_KEYS, geometry, knn_accuracy
-from bench.metrics.probes import fit_probe
 
-# CLOA's fine-tuning heads (section 4): CIFAR-10 256-128-64, CIFAR-100 512-1024-1024.
-_FFN_DEFAULTS = {"cifar100": (512, 1024, 1024)}
-_FFN_FALLBACK = (256, 128, 64)
+# Every record carries every evaluation key (NaN where not computed at that epoch).
+EVAL_KEYS: Sequence[str] = (
+    *metrics.columns("accuracy"),
+    "m_num_classes",
+    *metrics.columns("embedding"),
+)
 
 
-def ffn_widths(cfg: TrialConfig) -> tuple[int, ...]:
-    if cfg.ffn_hidden:
-        return tuple(cfg.ffn_hidden)
-    return _FFN_DEFAULTS.get(cfg.dataset, _FFN_FALLBACK)
+def empty_eval() -> dict[str, float]:
+    return dict.fromkeys(EVAL_KEYS, math.nan)
+
+
+def families(scope: str) -> list[tuple[metrics.Family, ModuleType]]:
+    """The metric families of `scope` and their modules (imported here, where torch is)."""
+    return [(f, importlib.import_module(f"bench.metrics.{f.module}"))
+            for f in metrics.families(scope)]
 
 
 @torch.no_grad()
@@ -73,6 +85,8 @@ class Evaluator:
         self.geo_idx = torch.randperm(n, generator=g)[: min(cfg.geometry_samples, n)].to(device)
         self.augment = build_augment(cfg.augment, dataset)
         self.batch = max(256, cfg.batch_size)
+        self.accuracy = [(f, m) for f, m in families("accuracy") if f.is_on(cfg)]
+        self.embedding = families("embedding")
 
     @torch.no_grad()
     def _geometry(self, encoder: nn.Module) -> dict[str, float]:
@@ -85,8 +99,9 @@ class Evaluator:
         hb, zb = self._embed_views(encoder, vb)
         out: dict[str, float] = {}
         for prefix, emb, a, b in (("h", h, ha, hb), ("z", z, za, zb)):
-            for key, value in geometry(emb, y, a, b).items():
-                out[f"m_{prefix}_{key}"] = value
+            for family, module in self.embedding:
+                values = module.measure(emb, y, a, b)
+                out.update({f"m_{prefix}_{key}": values[key] for key in family.keys})
         return out
 
     @torch.no_grad()
@@ -128,38 +143,13 @@ class Evaluator:
 
     def _scores(self, bank: Tensor, bank_y: Tensor, queries: dict[str, tuple[Tensor, Tensor]],
                 final: bool) -> dict[str, float]:
-        """kNN (and, when `final`, probe) accuracies for each query split, keyed prefix+metric."""
-        cfg, k = self.cfg, self.dataset.num_classes
+        """Every accuracy family's scores for each query split (final-only families when
+        `final`), keyed prefix+metric; none when a feature is not finite."""
         if not (torch.isfinite(bank).all() and all(torch.isfinite(q).all() for q, _ in queries.values())):
             return {}
         out: dict[str, float] = {}
-        for prefix, (query, query_y) in queries.items():
-            top1, top5 = knn_accuracy(bank, bank_y, query, query_y, k,
-                                      k=cfg.knn_k, temperature=cfg.knn_temperature)
-            out[f"{prefix}knn_top1"], out[f"{prefix}knn_top5"] = top1, top5
-        if final and cfg.probe_epochs > 0:
-            with torch.enable_grad():
-                for name, hidden in (("linear", ()), ("ffn", ffn_widths(cfg))):
-                    probe = fit_probe(bank, bank_y, k, hidden=hidden, epochs=cfg.probe_epochs,
-                                      batch_size=cfg.probe_batch_size, lr=cfg.probe_lr,
-                                      seed=cfg.seed, features=cfg.probe_features,
-                                      optimizer=cfg.probe_optimizer)
-                    for prefix, (query, query_y) in queries.items():
-                        t1, t5 = probe.score(query, query_y)
-                        out[f"{prefix}{name}_top1"], out[f"{prefix}{name}_top5"] = t1, t5
+        for family, module in self.accuracy:
+            if final or not family.final_only:
+                out.update(module.scores(bank, bank_y, queries, self.dataset.num_classes,
+                                         self.cfg))
         return out
-
-
-ACCURACY_KEYS: Sequence[str] = (
-    "knn_top1", "knn_top5", "linear_top1", "linear_top5", "ffn_top1", "ffn_top5",
-)  # fmt: skip
-EVAL_KEYS: Sequence[str] = (
-    *(f"m_{k}" for k in ACCURACY_KEYS),  # test split
-    *(f"m_val_{k}" for k in ACCURACY_KEYS),  # validation hold-out
-    "m_num_classes",
-    *(f"m_{p}_{k}" for p in ("h", "z") for k in GEOMETRY_KEYS),
-)
-
-
-def empty_eval() -> dict[str, float]:
-    return dict.fromkeys(EVAL_KEYS, math.nan)

@@ -6,6 +6,7 @@ The schedule is a pure function of the step, so a resumed trial needs no schedul
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,9 +30,10 @@ def trainable_parameters(*modules: nn.Module) -> list[nn.Parameter]:
     return params
 
 
-def _param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict]:
+def _param_groups(params: list[nn.Parameter], weight_decay: float) -> list[dict[str, Any]]:
     """Biases and norm weights (1-d tensors) get no weight decay, as in SimCLR/BYOL recipes."""
-    decay, no_decay = [], []
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
     for p in params:
         (no_decay if p.ndim <= 1 else decay).append(p)
     return [
@@ -53,7 +55,7 @@ def build_optimizer(cfg: TrialConfig, *modules: nn.Module) -> torch.optim.Optimi
     if cfg.optimizer == "lars":
         # LARS adapts only groups with weight decay (timm's default): biases/BN are plain SGD.
         # Imported here: timm takes seconds to import, and every new Ray worker would pay it.
-        from timm.optim import Lars
+        from timm.optim.lars import Lars
 
         return Lars(_param_groups(params, cfg.weight_decay), lr=lr, momentum=cfg.momentum,
                     nesterov=cfg.nesterov and cfg.momentum > 0)

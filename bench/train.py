@@ -4,7 +4,7 @@
 one flat record per evaluated label fraction, and `on_checkpoint(state)` after every finished
 epoch with everything needed to resume from there (`resume_state=`).
 
-Speed (see reference/performance.md): the whole training set lives on the device, batches are
+Speed (benchmarks/pipeline.py measures it): the whole training set lives on the device, batches are
 index slices of a device-side permutation, both views are made by batched tensor ops on the
 device and go through the encoder in one forward pass; bf16 autocast and channels_last on CUDA;
 the loss is checked for finiteness every few steps rather than every step, to avoid a host sync

@@ -129,7 +129,7 @@ def main() -> int:
 
     import ray
 
-    from bench.sweep import run_sweep
+    from bench.sweep.grid import run_sweep
 
     t = time.perf_counter()
     ray.init(

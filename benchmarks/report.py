@@ -1,6 +1,6 @@
 """Benchmark of `bench report` on synthetic stores of 10^4, 10^5 and 10^6 rows (issue 5).
 
-Each store is a synthetic sweep (`bench.synthetic_results`: 4 losses x 5 lrs x 2 batch sizes x 2
+Each store is a synthetic sweep (`tests/synthetic_results.py`: 4 losses x 5 lrs x 2 batch sizes x 2
 label fractions, 100 epochs, 5% of trials still running; more rows = more seeds), written twice:
 compacted one Parquet file per trial (as `FragmentWriter.compact` leaves it) and merged into one
 file. Timed separately, as the CLI runs them: read (`bench.commands.report.read`, i.e.
@@ -34,10 +34,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from machine import cpu_model  # benchmarks/machine.py (scripts run from benchmarks/)
 
-from bench.commands.report import read, report_columns
+from bench.commands.report import read
 from bench.report.build import build_report
+from bench.report.columns import report_columns
 from bench.report.render import report_files, write_atomically
-from bench.synthetic_results import synthetic_table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fixture
+from synthetic_results import synthetic_table
 
 EPOCHS = 100
 ROWS_PER_SEED = 8000  # 60 trials per seed: 20 label-free x 200 rows + 40 label-using x 100

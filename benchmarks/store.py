@@ -34,7 +34,9 @@ from machine import cpu_model  # benchmarks/machine.py (scripts run from benchma
 
 from bench.store import FragmentWriter, make_rows, read_results
 from bench.store.dedup import dedup
-from bench.synthetic_results import PROVENANCE, synthetic_table, synthetic_trials
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the fixture
+from synthetic_results import PROVENANCE, synthetic_table, synthetic_trials
 
 FRACTIONS = (0.1, 0.5, 1.0)  # CLOA Table 3's label fractions
 

@@ -1,5 +1,5 @@
 """cluster.yaml passes Ray's own cluster-launcher validation and keeps the properties the sweep
-relies on (reference/ray-and-storage.md C.1). No cloud access: `prepare_config` only merges the
+relies on. No cloud access: `prepare_config` only merges the
 provider defaults and `validate_config` checks Ray's JSON schema."""
 
 from __future__ import annotations

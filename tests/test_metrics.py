@@ -1,4 +1,4 @@
-"""Metrics against closed forms and reference implementations (reference/losses.md section 10)."""
+"""Metrics against closed forms and reference implementations (bench/metrics/)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.metrics import GEOMETRY_KEYS, geometry, knn_accuracy, train_probe
-from bench.metrics.knn import knn_class_scores
+from bench.metrics.geometry import GEOMETRY_KEYS, geometry
+from bench.metrics.knn import knn_accuracy, knn_class_scores
+from bench.metrics.probes import train_probe
 
 
 def _gen(seed: int = 0) -> torch.Generator:

@@ -1,4 +1,4 @@
-"""Search-space YAML -> trials (bench/space.py): counts, grouping, per-loss grids, validation, and
+"""Search-space YAML -> trials (bench/space/): counts, grouping, per-loss grids, validation, and
 `bench sweep --dry-run`. No Ray, no training: fast."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Results store (bench/store): schema, rows, fragments, compaction, reading, dedup, summary.
 
-Fast and Ray-free: rows come from `bench.synthetic_results` through the real `make_rows`.
+Fast and Ray-free: rows come from `tests/synthetic_results.py` through the real `make_rows`.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
+from synthetic_results import PROVENANCE, synthetic_rows, synthetic_trials
 
+from bench.cli import main
 from bench.config import TrialConfig
 from bench.store import (
     METRIC_COLUMNS,
@@ -37,11 +39,9 @@ from bench.store import (
     read_results,
     read_sweep_meta,
     resolve_storage,
-    results_main,
     summarize,
     write_sweep_meta,
 )
-from bench.synthetic_results import PROVENANCE, synthetic_rows, synthetic_trials
 
 T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
 
@@ -272,9 +272,9 @@ def test_results_command_reports_a_skipped_file_as_one_line(tmp_path, trials, ca
     write_sweep(FragmentWriter(tmp_path, "s"), trials)
     victim = fragment_files(tmp_path)[-1]
     victim.write_bytes(b"PAR1")
-    assert results_main(str(tmp_path)) == 0
+    assert main(["results", str(tmp_path)]) == 0
     err = capsys.readouterr().err
-    assert err.startswith(f"warning: skipping unreadable results file {victim}")
+    assert err.startswith(f"bench: warning: skipping unreadable results file {victim}")
 
 
 def test_temporary_files_are_invisible_to_readers(tmp_path, trials):
@@ -537,9 +537,9 @@ def test_summary_counts_statuses_and_best_final_accuracy(tmp_path, capsys):
     FragmentWriter(tmp_path, "synthetic").write(
         pa.Table.from_pandas(df, schema=SCHEMA, preserve_index=False)
     )
-    assert results_main(str(tmp_path)) == 0
+    assert main(["results", str(tmp_path)]) == 0
     assert "infonce" in capsys.readouterr().out
-    assert results_main(str(tmp_path / "missing")) == 2
+    assert main(["results", str(tmp_path / "missing")]) == 2
     assert "no results under" in capsys.readouterr().err
 
 

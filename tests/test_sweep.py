@@ -1,12 +1,12 @@
-"""Sweeps on Ray Tune end to end (bench/sweep.py, `bench sweep`, `bench results`).
+"""Sweeps on Ray Tune end to end (bench/sweep/, `bench sweep`, `bench results`).
 
 Tiny `synthetic_subspaces` trials (an MLP of width 32, 3 epochs) so that Ray's own start-up
 dominates. One local Ray instance serves the in-process sweep tests; the two-node test starts a
 `ray.cluster_utils.Cluster`; the crash test runs `bench sweep` in subprocesses.
 
-Test hook: `BENCH_FAIL_ONCE=<dir>` (read by the sweep driver) makes the trial whose id names a
-file in `<dir>` raise once, right after reporting the epoch written in that file; the file is
-deleted first, so the retry must resume from the checkpoint.
+Test hook: `BENCH_FAIL_ONCE=<dir>` (read by the sweep driver, bench/sweep/worker.py) makes the
+trial whose id names a file in `<dir>` raise once, right after reporting the epoch written in
+that file; the file is deleted first, so the retry must resume from the checkpoint.
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def local_sweep(tmp_path_factory):
     after epoch 2."""
     import ray
 
-    from bench.sweep import FAIL_ONCE_ENV, run_sweep
+    from bench.sweep.grid import run_sweep
+    from bench.sweep.worker import FAIL_ONCE_ENV
 
     tmp = tmp_path_factory.mktemp("local")
     space = tiny_space(
@@ -130,12 +131,15 @@ def test_failed_attempt_is_retried_from_its_checkpoint_without_duplicates(local_
     assert rows["status"].iloc[-1] == "done"
 
 
-def test_fragments_are_compacted_and_sweep_metadata_written(local_sweep):
-    sweep_dir = Path(local_sweep["outcome"].sweep_dir)
-    assert sorted(p.stem for p in (sweep_dir / "trials").glob("*.parquet")) == sorted(
-        t.trial_id() for t in local_sweep["trials"]
-    )
+def test_a_finished_sweep_is_compacted_into_one_file_and_its_metadata_written(local_sweep):
+    outcome = local_sweep["outcome"]
+    sweep_dir = Path(outcome.sweep_dir)
+    merged = sorted((sweep_dir / "merged").glob("*.parquet"))
+    assert [str(p) for p in merged] == [outcome.merged]  # every trial's rows in one file
+    assert not list((sweep_dir / "trials").glob("*.parquet"))
     assert not list((sweep_dir / "fragments").rglob("*.parquet"))
+    df = read_results(local_sweep["storage"])
+    assert set(df["trial_id"]) == {t.trial_id() for t in local_sweep["trials"]}
     meta = read_sweep_meta(local_sweep["storage"], local_sweep["outcome"].sweep_id)
     assert meta["n_trials"] == 4 and len(meta["trials"]) == 4
     assert (sweep_dir / "_ray").is_dir()  # Ray's experiment state lives beside the results
@@ -144,7 +148,7 @@ def test_fragments_are_compacted_and_sweep_metadata_written(local_sweep):
 
 
 def test_rerun_without_resume_refuses_to_mix_results(local_sweep):
-    from bench.sweep import SweepExistsError, run_sweep
+    from bench.sweep.grid import SweepExistsError, run_sweep
 
     with pytest.raises(SweepExistsError, match="--resume"):
         run_sweep(local_sweep["space"], storage=str(local_sweep["storage"]), progress_every=0)
@@ -152,8 +156,8 @@ def test_rerun_without_resume_refuses_to_mix_results(local_sweep):
 
 def test_bench_results_skips_a_truncated_fragment_with_a_warning(local_sweep, capsys):
     sweep_dir = Path(local_sweep["outcome"].sweep_dir)
-    good = next((sweep_dir / "trials").glob("*.parquet"))
-    bad_dir = sweep_dir / "fragments" / f"trial={good.stem}"
+    good = Path(local_sweep["outcome"].merged)
+    bad_dir = sweep_dir / "fragments" / f"trial={local_sweep['flaky'].trial_id()}"
     bad_dir.mkdir(parents=True)
     bad = bad_dir / "00009-0-deadbeef.parquet"
     data = good.read_bytes()
@@ -174,7 +178,7 @@ def test_trials_land_on_both_nodes_of_a_two_node_cluster(tmp_path):
     import ray
     from ray.cluster_utils import Cluster
 
-    from bench.sweep import run_sweep
+    from bench.sweep.grid import run_sweep
 
     shutdown_ray()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -220,7 +224,7 @@ def test_sweep_killed_mid_way_resumes_to_exactly_one_row_per_key(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "bench.cli",
+        "bench",
         "sweep",
         str(space_file),
         "--storage",
@@ -262,7 +266,7 @@ def test_two_trials_share_one_gpu(tmp_path):
     import ray
     import torch
 
-    from bench.sweep import run_sweep
+    from bench.sweep.grid import run_sweep
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA GPU")

@@ -1,4 +1,5 @@
-"""`bench tune`: the search section, the objective, the persisted study, and searches on Ray.
+"""`bench tune`: the search section, the objective, the persisted study, and searches on Ray
+(bench/space/search.py, bench/space/objective.py, bench/sweep/search.py, bench/sweep/study.py).
 
 The Ray tests run tiny `synthetic_subspaces` trials (an MLP of width 32, 3 epochs, 256 training
 points) of the example plugin loss (examples/my_loss.py) on one local Ray instance for the whole
@@ -21,16 +22,11 @@ from bench.cli import main
 from bench.config import ConfigError
 from bench.losses import load_plugin
 from bench.space import expand, load_space
+from bench.space.objective import Objective, objective_values, plan_runs, record_value
+from bench.space.search import load_plan
 from bench.store import read_results
-from bench.tune import (
-    Objective,
-    best_trials,
-    load_plan,
-    objective_values,
-    plan_runs,
-    record_value,
-    run_tune,
-)
+from bench.sweep.search import run_tune
+from bench.sweep.study import best_trials
 
 PLUGIN = Path(__file__).resolve().parents[1] / "examples" / "my_loss.py"
 
@@ -176,7 +172,7 @@ def test_bad_search_exits_2_with_one_sentence_and_leaves_the_study(case, existin
     space = write_yaml(tmp_path / "spaces", "bad", search, base=base)
     before = existing_study.read_bytes()
     code = main(["tune", str(space), "--plugin", str(PLUGIN), "--resume",
-                 "--results", str(existing_study.parent), "--progress-every", "0"])
+                 "--storage", str(existing_study.parent), "--progress-every", "0"])
     err = capsys.readouterr().err.strip()
     assert code == 2, err
     assert err.startswith("bench: error: ") and "\n" not in err
@@ -192,12 +188,12 @@ def test_an_existing_study_needs_resume_and_a_missing_one_cannot_be_resumed(exis
     space = write_yaml(tmp_path / "spaces", "bad")
     before = existing_study.read_bytes()
     results = str(existing_study.parent)
-    assert main(["tune", str(space), "--results", results, "--progress-every", "0"]) == 2
+    assert main(["tune", str(space), "--storage", results, "--progress-every", "0"]) == 2
     err = capsys.readouterr().err
     assert "study 'bad' already exists" in err and "pass --resume" in err
     assert existing_study.read_bytes() == before
     other = write_yaml(tmp_path / "spaces", "never_started")
-    assert main(["tune", str(other), "--results", results, "--storage",
+    assert main(["tune", str(other), "--storage", results, "--study-db",
                  sqlite_url(existing_study), "--resume", "--progress-every", "0"]) == 2
     assert "holds no study 'never_started'" in capsys.readouterr().err
     assert existing_study.read_bytes() == before
@@ -210,18 +206,18 @@ def test_an_existing_study_needs_resume_and_a_missing_one_cannot_be_resumed(exis
     ("sqlite://", "names no database file"),
     ("TEXT", "cannot be opened as an Optuna database"),
 ])
-def test_a_storage_url_that_cannot_be_opened_exits_2(url, needle, tmp_path, capsys):
+def test_a_study_db_that_cannot_be_opened_exits_2(url, needle, tmp_path, capsys):
     if url == "TEXT":  # a file that is not a database
         text = tmp_path / "notes.db"
         text.write_text("not sqlite\n" * 100)
         url = sqlite_url(text)
     space = write_yaml(tmp_path / "spaces", "tiny")
     results = tmp_path / "results"
-    code = main(["tune", str(space), "--storage", url, "--results", str(results),
+    code = main(["tune", str(space), "--study-db", url, "--storage", str(results),
                  "--progress-every", "0"])
     err = capsys.readouterr().err.strip()
     assert code == 2 and needle in err and "\n" not in err, err
-    assert f"storage URL {url!r}" in err
+    assert f"study database {url!r}" in err
     assert not results.exists()  # nothing written: not the store, not a database
 
 
@@ -246,7 +242,7 @@ def test_plugin_files_with_errors_exit_2(source, needle, tmp_path, capsys):
 
 def test_dry_run_prints_the_plan_and_opens_no_database(tmp_path, capsys):
     space = write_yaml(tmp_path / "spaces", "tiny")
-    assert main(["tune", str(space), "--results", str(tmp_path / "r"), "--dry-run"]) == 0
+    assert main(["tune", str(space), "--storage", str(tmp_path / "r"), "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "loguniform [0.01, 1]" in out and "ASHA on epoch" in out
     assert f"sqlite:///{tmp_path / 'r' / 'tiny.db'}" in out
@@ -286,8 +282,8 @@ def search(folder: Path, name: str, search_section: dict, **kwargs):
         "max_concurrent", 1))
     plan = load_plan(space)
     results = str(folder / "results")
-    outcome = run_tune(plan, results=results,
-                       storage_url=sqlite_url(folder / "results" / f"{name}.db"),
+    outcome = run_tune(plan, storage=results,
+                       study_db=sqlite_url(folder / "results" / f"{name}.db"),
                        progress_every=0, plugins=[str(PLUGIN)], **kwargs)
     return space, plan, results, outcome
 
@@ -331,7 +327,7 @@ def test_a_search_completes_and_repeats_its_suggestions_with_the_same_seed(twin_
 def test_resume_continues_the_study_and_the_written_yaml_runs(twin_studies, capsys):
     space, _, results, _ = twin_studies[0]
     before = suggestions(results, "tiny")
-    common = ["tune", str(space), "--results", results, "--plugin", str(PLUGIN),
+    common = ["tune", str(space), "--storage", results, "--plugin", str(PLUGIN),
               "--progress-every", "0"]
     assert main([*common, "--resume", "--num-samples", "6"]) == 0, capsys.readouterr()
     after = suggestions(results, "tiny")
@@ -342,9 +338,11 @@ def test_resume_continues_the_study_and_the_written_yaml_runs(twin_studies, caps
     out = capsys.readouterr().out
     best = Path(results) / "tiny-best.yaml"
     assert f"wrote {best}" in out and "best trial" in out
-    # Nothing left to run: --resume only reports the best again.
-    assert main([*common, "--resume"]) == 0
+    # Nothing left to run: --resume only reports the best again (here into the folder --out).
+    winners = Path(results) / "winners"
+    assert main([*common, "--resume", "--out", str(winners)]) == 0
     assert len(suggestions(results, "tiny")) == 6
+    assert f"bench sweep {winners / 'tiny-best.yaml'}" in (winners / "tiny-best.yaml").read_text()
     capsys.readouterr()
     # The written sweep expands (the winner's temperature fixed, the grid from search.sweep).
     trials = expand(load_space(best))
@@ -370,7 +368,7 @@ def test_multi_objective_stability_search_returns_a_pareto_front(local_ray, tmp_
                        max_concurrent=2)
     plan = load_plan(space)
     results = str(tmp_path / "results")
-    outcome = run_tune(plan, results=results, storage_url=sqlite_url(tmp_path / "m.db"),
+    outcome = run_tune(plan, storage=results, study_db=sqlite_url(tmp_path / "m.db"),
                        progress_every=0, plugins=[str(PLUGIN)])
     assert outcome.exit_code == 0, outcome.report()
     study = optuna.load_study(study_name="multi", storage=sqlite_url(tmp_path / "m.db"))
@@ -389,7 +387,8 @@ def test_multi_objective_stability_search_returns_a_pareto_front(local_ray, tmp_
         ok = df[df["trial_id"] == f"multi-t{t.number:04d}-lr0.05"]
         bad = df[df["trial_id"] == f"multi-t{t.number:04d}-lr1e+30"]
         assert bad["status"].iloc[-1] == "diverged" and bad["final"].iloc[-1]
-        final = ok[ok["final"]]["m_val_knn_top1"].iloc[0]  # objectives read the validation split
+        # Objectives are scored on the validation hold-out (m_val_*), never on test.
+        final = ok[ok["final"]]["m_val_knn_top1"].iloc[0]
         assert t.values[0] == pytest.approx(final)  # the metric at the trial's own lr
         assert t.values[1] == pytest.approx(final / 2)  # mean with the diverged lr's 0
     written = [Path(p) for p in outcome.written]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from bench.commands import UsageError
 from bench.commands.common import add_plugin_argument, load_plugins
 
 HELP = "list every loss (plugins included) with its parameters, defaults and paper"
@@ -16,7 +17,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)
-    from bench.cli import UsageError
     from bench.losses import format_loss_table
 
     try:

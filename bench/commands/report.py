@@ -13,53 +13,14 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.cli import UsageError
+from bench.commands import UsageError
+from bench.commands.common import add_results_argument
 
 HELP = "write tables, stability curves and the leaderboard from a results store"
 
-_IDENTITY = ("sweep_id", "trial_id", "attempt", "loss", "base_loss", "addon", "seed", "status",
-             "final", "epoch", "step", "label_fraction", "p_lr", "p_batch_size", "p_loss_params",
-             "p_dataset", "p_dataset_params", "p_val_fraction", "p_probe_features",
-             "p_probe_optimizer", "p_probe_lr", "p_probe_batch_size", "p_probe_epochs",
-             "p_ffn_hidden", "written_at")
-# What the tables, leaderboard and figures use by default; reading only these keeps a 10^6-row
-# read well below reading every metric column. Validation (m_val_*), normalised variance, dead
-# units and class counts are newer columns: a store schema without them has them in m_extra.
-_METRICS = ("m_linear_top1", "m_linear_top5", "m_knn_top1", "m_knn_top5", "m_val_linear_top1",
-            "m_val_linear_top5", "m_val_knn_top1", "m_val_knn_top5", "m_h_rankme",
-            "m_h_total_var", "m_h_nvar", "m_h_dead", "m_num_classes")
-
-
-def report_columns(metric: str | None) -> list[str] | None:
-    """The store columns a report on `metric` needs (None = every column, e.g. to list them).
-
-    Columns the store schema does not have yet are left out, and `m_extra` (where make_rows
-    keeps metrics the schema does not name) is read instead when one of them is a metric."""
-    from bench.store import METRIC_COLUMNS, SCHEMA
-    from bench.store.schema import PARAM_COLUMNS
-
-    # Every p_* column: a sweep that varies a setting besides the report's axes (an ablation grid
-    # over optimizer or schedule) gets one entry per setting (cells.setting_suffix).
-    wanted = [*_IDENTITY, *PARAM_COLUMNS, *_METRICS]
-    if metric is not None:
-        col = metric if metric.startswith("m_") else f"m_{metric}"
-        val = "m_val_" + col.removeprefix("m_")
-        pair = [col, val]
-        if col.endswith("top1"):
-            pair += [col[:-4] + "top5", val[:-4] + "top5"]
-        if col not in METRIC_COLUMNS and col not in _METRICS:
-            pair = [*METRIC_COLUMNS, *pair]  # a plugin's metric lives in m_extra
-        wanted += pair
-    names = set(SCHEMA.names)
-    cols = list(dict.fromkeys(c for c in wanted if c in names))
-    if any(c.startswith("m_") and c not in names for c in wanted):
-        cols.append("m_extra")
-    return cols
-
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", help="results store: a storage root holding sweep folders, or one "
-                   "sweep folder (local path or pyarrow filesystem URI)")
+    add_results_argument(p)
     p.add_argument("--out", type=Path, metavar="DIR",
                    help="output folder (default: reports/<sweep_id> under the current folder)")
     p.add_argument("--metric", metavar="NAME",
@@ -117,6 +78,7 @@ def planned_trials(path: str, sweep_id: str) -> dict[str, list[str]]:
 def run(args: argparse.Namespace) -> int:
     from bench.report.build import single_sweep
     from bench.report.cells import MetricError, resolve_metric, select_cells
+    from bench.report.columns import report_columns
     from bench.report.leaderboard import Options
     from bench.report.render import check_writable, render_report
 
@@ -128,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--dead-threshold must be in (0, 1], got {args.dead_threshold}.")
     if args.out is not None:
         check_writable(args.out)
-    columns = report_columns(args.metric)
+    columns = report_columns(args.metric)  # only what the report uses: reading is the cost
     rows, notes = read(args.results, args.sweep_id, columns)
     sweep = single_sweep(rows, args.results)
     other = None

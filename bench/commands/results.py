@@ -1,4 +1,4 @@
-"""`bench results PATH`: a per-loss summary of a results store (while a sweep runs, too)."""
+"""`bench results RESULTS`: a per-loss summary of a results store (while a sweep runs, too)."""
 
 from __future__ import annotations
 
@@ -6,29 +6,25 @@ import argparse
 import sys
 import warnings
 
+from bench.commands import UsageError
+from bench.commands.common import add_results_argument
+
 HELP = "print a per-loss summary of a results store"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "path",
-        metavar="PATH",
-        help="a results root (holding sweep directories), one sweep directory, or a "
-        "pyarrow filesystem URI such as s3://bucket/prefix",
-    )
+    add_results_argument(p)
     p.add_argument("--sweep-id", metavar="SWEEP_ID", help="only this sweep")
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.cli import UsageError
     from bench.store import StoreError, StoreWarning, format_summary, read_results, summarize
+    from bench.store.summary import COLUMNS
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", StoreWarning)
         try:
-            df = read_results(
-                args.path, args.sweep_id, columns=["status", "final", "m_knn_top1", "m_linear_top1"]
-            )
+            df = read_results(args.results, args.sweep_id, columns=list(COLUMNS))
         except StoreError as exc:
             raise UsageError(str(exc)) from None
     for w in caught:

@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bench.cli import UsageError
+from bench.commands import UsageError
 from bench.commands.common import add_plugin_argument, load_plugins
 
 HELP = "run one trial without Ray, from flags or a YAML plus key=value overrides"
@@ -50,20 +50,15 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def apply_override(flat: dict[str, Any], item: str) -> None:
+def parse_override(item: str) -> tuple[str, Any]:
+    """`key=value` -> (config key, value); `label_fraction=0.1` sets `label_fractions`."""
     key, sep, raw = item.partition("=")
     if not sep or not key:
         raise UsageError(f"override {item!r} is not of the form key=value (for example lr=0.1).")
     value = parse_value(raw)
     if key == "label_fraction":
-        key, value = "label_fractions", value if isinstance(value, list) else [value]
-    head, dot, sub = key.partition(".")
-    if dot:
-        if head not in ("loss_params", "dataset_params"):
-            raise UsageError(f"override {item!r}: only loss_params.* and dataset_params.* take a dot.")
-        flat[head] = {**dict(flat.get(head) or {}), sub: value}
-    else:
-        flat[key] = value
+        return "label_fractions", value if isinstance(value, list) else [value]
+    return key, value
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -81,7 +76,7 @@ def read_yaml(path: Path) -> dict[str, Any]:
 
 
 def build_config(args: argparse.Namespace) -> Any:
-    from bench.config import ConfigError, TrialConfig
+    from bench.config import ConfigError, TrialConfig, with_overrides
 
     items = list(args.items)
     flat: dict[str, Any] = {}
@@ -96,8 +91,7 @@ def build_config(args: argparse.Namespace) -> Any:
         flat["label_fractions"] = args.label_fraction
     if args.download:
         flat["download"] = True
-    for item in items:
-        apply_override(flat, item)
+    flat = with_overrides(flat, dict(parse_override(item) for item in items))
     if flat.get("data_root"):
         flat["data_root"] = str(Path(flat["data_root"]).absolute())
     try:

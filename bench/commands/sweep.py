@@ -7,13 +7,11 @@ anything is written; `--dry-run` stops there and prints the grid and the trial c
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
-from bench.commands.common import add_plugin_argument, load_plugins
+from bench.commands import common
 
 HELP = "run a search-space YAML as a sweep on Ray Tune, streamed to Parquet"
-DEFAULT_STORAGE = "results"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,18 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print only the sweep id (for scripts: bench report RESULTS --sweep-id ...)",
     )
-    p.add_argument(
-        "--storage",
-        metavar="PATH|URI",
-        help="results root: a local path or a pyarrow filesystem URI such as "
-        "s3://bucket/prefix (default: the YAML's `storage`, else ./results)",
-    )
-    p.add_argument(
-        "--address",
-        metavar="ADDR",
-        help="Ray cluster to join ('auto' inside `ray job submit`); default: start an "
-        "embedded local Ray",
-    )
+    common.add_storage_argument(p)
     p.add_argument(
         "--resume",
         action="store_true",
@@ -47,34 +34,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "trials are kept, unfinished and errored ones resume from their last "
         "finished epoch; a sweep that never ran starts",
     )
-    p.add_argument(
-        "--num-cpus",
-        type=int,
-        metavar="N",
-        help="CPUs of the embedded local Ray (default: all of this machine's)",
-    )
-    p.add_argument(
-        "--progress-every",
-        type=float,
-        default=5.0,
-        metavar="SECONDS",
-        help="seconds between progress lines (0: none)",
-    )
-    p.add_argument("--verbose", action="store_true", help="show Ray's and the trials' own logs")
-    add_plugin_argument(p)
-
-
-def resolve_storage_arg(storage: str | None, space_storage: str | None) -> str:
-    """The results root: a URI unchanged, a local path made absolute (trials chdir)."""
-    chosen = storage or space_storage or DEFAULT_STORAGE
-    return chosen if "://" in chosen else os.path.abspath(os.path.expanduser(chosen))
+    common.add_ray_arguments(p)
+    common.add_plugin_argument(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.cli import UsageError
     from bench.space import describe, expand, load_space
 
-    load_plugins(args.plugin)
+    common.load_plugins(args.plugin)
     space = load_space(args.space)
     for warning in space.warnings:
         print(f"bench: warning: {warning}", file=sys.stderr)
@@ -92,22 +59,10 @@ def run(args: argparse.Namespace) -> int:
         print(describe(space, trials))
         print(describe_preflight(checked, len(trials)))
         return 0
-    if args.num_cpus is not None and (args.num_cpus < 1 or args.address):
-        raise UsageError(
-            f"--num-cpus {args.num_cpus} is invalid: give a positive count, and only "
-            "for the embedded local Ray (not with --address)."
-        )
-    if args.progress_every < 0:
-        raise UsageError(f"--progress-every {args.progress_every} must be >= 0 seconds.")
-    storage = resolve_storage_arg(args.storage, space.storage)
-    from bench.store import StoreError, resolve_storage
+    common.check_ray_arguments(args)
+    storage = common.results_root(args.storage, space.storage)  # a bad URI fails before Ray
 
-    try:
-        resolve_storage(storage)  # a bad URI fails here, before Ray starts
-    except StoreError as exc:
-        raise UsageError(str(exc)) from None
-
-    from bench.sweep import run_sweep
+    from bench.sweep.grid import run_sweep
 
     outcome = run_sweep(
         space, storage=storage, address=args.address, resume=args.resume,

@@ -2,18 +2,22 @@
 
 Every dataset is returned as whole CPU tensors (images uint8 N x C x H x W, vectors float32 N x D,
 labels int64); `run_trial` moves them to the trial's device once and never touches a DataLoader
-(the airbench pattern, see `shared/reference/performance.md` section 1.1).
+(the airbench pattern: no DataLoader, no per-batch host-to-device copy).
 
 Built in: `synthetic_subspaces` (CLOA section 3), `digits` (scikit-learn, ships with the package:
 the offline default), `cifar10`, `cifar100` (torchvision) and `tiny_imagenet` (standard folder
-layout). Heavy imports (torchvision, scikit-learn, PIL) happen inside the loaders so that importing
-`bench.data` stays cheap.
+layout). Importing this package imports every module in it, and each dataset module registers its
+loader with `@register_dataset`: adding a dataset is one new file here (plus its test). Heavy
+imports (torchvision, scikit-learn, PIL) happen inside the loaders so that importing `bench.data`
+stays cheap.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
+import pkgutil
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +96,9 @@ class DatasetInfo:
 _REGISTRY: dict[str, DatasetInfo] = {}
 
 
-def register_dataset(name: str, *, kind: str, description: str = "") -> Callable:
+def register_dataset(
+    name: str, *, kind: str, description: str = ""
+) -> Callable[[Callable[..., Dataset]], Callable[..., Dataset]]:
     """Decorator: register `loader(root: Path, download: bool, **params) -> Dataset` as `name`."""
 
     def wrap(loader: Callable[..., Dataset]) -> Callable[..., Dataset]:
@@ -156,20 +162,17 @@ def check_param(name: str, key: str, value: Any, ok: bool, allowed: str) -> None
         )
 
 
-# Built-in datasets register themselves on import (after the registry above exists).
-from bench.data import cifar, digits, synthetic, tiny_imagenet  # noqa: E402
+# The built-in datasets register themselves on import (after the registry above exists).
+for _module in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "DataError",
     "Dataset",
     "DatasetInfo",
-    "cifar",
     "dataset_info",
-    "digits",
     "list_datasets",
     "load_dataset",
     "register_dataset",
     "resolve_root",
-    "synthetic",
-    "tiny_imagenet",
 ]

@@ -3,7 +3,7 @@
 Images follow SimCLR's recipe (Chen et al. 2020, appendix A; the torchvision pipeline
 RandomResizedCrop -> RandomHorizontalFlip -> RandomApply(ColorJitter, p) -> RandomGrayscale ->
 Normalize), but every random parameter is drawn per sample for the whole batch at once, which
-torchvision cannot do on a batch (pytorch/vision#2929; `shared/reference/performance.md` 2.2):
+torchvision cannot do on a batch (pytorch/vision#2929; benchmarks/augment.py measures both):
 - crop + flip: the affine grid of one per-sample `theta` (scale and shift, the flip a negative
   x scale; built separably since theta has no shear) and one `grid_sample` (bilinear,
   align_corners=False) with the sampling points clamped to the box, which is exactly what
@@ -297,11 +297,10 @@ class ViewParams(NamedTuple):
     gray: torch.Tensor | None
 
     def slice(self, a: int, b: int) -> ViewParams:
-        def cut(t: tuple | None) -> tuple | None:
-            return None if t is None else type(t)(*(f[a:b] for f in t))
-
+        box = CropParams(*(f[a:b] for f in self.box))
+        jitter = None if self.jitter is None else JitterParams(*(f[a:b] for f in self.jitter))
         gray = None if self.gray is None else self.gray[a:b]
-        return ViewParams(cut(self.box), self.flip[a:b], cut(self.jitter), gray)
+        return ViewParams(box, self.flip[a:b], jitter, gray)
 
 
 class ImageTwoViews:
@@ -396,7 +395,7 @@ class NoAugment:
 def build_augment(preset: str | ImageAugment, dataset: Dataset) -> TwoViews:
     """The two-view maker for `dataset`: "auto" = simclr for images, sign flip + noise for vectors."""
     if isinstance(preset, ImageAugment):
-        spec: ImageAugment | None = preset
+        spec = preset
     elif preset not in AUGMENT_PRESETS:
         raise ConfigError(f"config key 'augment' has value {preset!r}; it must be one of "
                           f"{AUGMENT_PRESETS}.")

@@ -1,7 +1,6 @@
 """Index batches from a device-side permutation: the whole data set stays on the device.
 
-This replaces a DataLoader (the pattern of airbench's and hlb-CIFAR10's loaders, see
-`shared/reference/performance.md` section 1.1): each epoch draws `torch.randperm(n)` on the device
+This replaces a DataLoader (the pattern of airbench's and hlb-CIFAR10's loaders): each epoch draws `torch.randperm(n)` on the device
 from the trial's generator and yields slices of it, which the trainer uses to index the resident
 tensors. No worker process, no host-to-device copy, no synchronisation. `ClassBatches` draws
 class-structured batches (P classes x K samples) the same way, for losses that use labels.

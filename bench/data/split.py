@@ -1,6 +1,6 @@
 """The validation hold-out and the labelled subset: stratified, from `split_seed` only, nested.
 
-Every loss and every trial seed must see the *same* labelled samples (DESIGN.md, "One trial"), and
+Every loss and every trial seed must see the *same* labelled samples (README.md, "One trial"), and
 CLOA's comparison at 10% / 50% / 100% labels only makes sense if the 10% set lies inside the 50%
 set. Both follow from one construction: for each class c (in sorted order) draw one permutation of
 its n_c samples from a private generator seeded with `split_seed`, and label its first

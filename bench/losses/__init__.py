@@ -2,8 +2,10 @@
 
 Every loss is ``forward(z1, z2, labels=None) -> scalar`` with ``z1, z2`` the two views'
 projections ``(B, d)`` and ``labels`` ``(B,)`` int64 (-1 = unlabelled). Add-on terms compose
-with any base loss by name (``"cloa+infonce"``). Importing this package registers the built-in
-losses; ``load_plugin`` and ``load_entry_point_plugins`` register a user's own.
+with any base loss by name (``"cloa+infonce"``). Importing this package imports every module in
+it, and each loss module registers its loss with ``@register_loss``: adding a built-in loss is
+one new file here (plus its test), nothing else. ``load_plugin`` and
+``load_entry_point_plugins`` register a user's own.
 
 Example:
     >>> import torch
@@ -16,18 +18,9 @@ Example:
     torch.Size([])
 """
 
-from bench.losses import (  # noqa: F401
-    barlow_twins,
-    ce,
-    cloa,
-    clop,
-    dcl,
-    infonce,
-    simo,
-    simo_pairs,
-    supcon,
-    vicreg,
-)
+import importlib
+import pkgutil
+
 from bench.losses._registry import (
     DuplicateLossError,
     LossInfo,
@@ -42,6 +35,9 @@ from bench.losses.base import check_range, check_views, checked_forward
 from bench.losses.catalog import format_loss_table
 from bench.losses.composite import AddonTerm, CompositeLoss, orthonormal_targets
 from bench.losses.plugins import PluginError, load_entry_point_plugins, load_plugin
+
+for _module in pkgutil.iter_modules(__path__):  # the built-in losses register themselves
+    importlib.import_module(f"{__name__}.{_module.name}")
 
 __all__ = [
     "AddonTerm",

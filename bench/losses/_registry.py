@@ -82,7 +82,7 @@ def _source(cls: type) -> str:
 
 def _params(name: str, cls: type) -> dict[str, Any]:
     params: dict[str, Any] = {}
-    for p in list(inspect.signature(cls.__init__).parameters.values())[1:]:
+    for p in inspect.signature(cls).parameters.values():  # the __init__ parameters but self
         if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) or p.name in CONTEXT:
             continue
         if p.default is p.empty:

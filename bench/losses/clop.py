@@ -26,7 +26,7 @@ class CLOPTerm(AddonTerm):
     - [1] manhbeo/CLOP ``CLOPLoss.py`` (``distance="cosine"``)
 
     Reduction (``reduction``): ``"labelled"`` (default) is the code's mean over ``S_b``, the
-    form verified against the reference (reference/losses.md section 7.2); the v2 paper text
+    form verified against the reference implementation (tests/losses/test_addons.py); the v2 paper text
     could not be read, so the code is the specification. ``"batch"`` divides the sum over the
     labelled embeddings by all 2B embeddings of the batch instead (CLOA's paper weighting, see
     ``cloa``) and ``"sum"`` is the raw sum.

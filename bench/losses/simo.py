@@ -62,8 +62,7 @@ class SimOLoss(nn.Module):
     batch without labels gives exactly 0. ``last_terms`` holds ``same``, ``diff``, ``means``.
 
     - [0] SimO, Bouhsine et al. 2024, arXiv:2410.05233 (ICLR 2025 submission, withdrawn): the
-      paper's Eq. (1) could not be read (reference/losses.md section 8), so the code is the
-      specification.
+      paper's Eq. (1) could not be read, so the code is the specification.
     - [1] mlnomadpy/exp_vis ``src/train.py`` at 104181c (same code at 720a1cc, lines 25-186):
       ``combined_loss`` lines 173-203 (``epsilon=1/137`` line 173; the pair term line 200; sum
       line 202), ``simo2_loss_fn`` lines 211-227 (the three terms and their sum), unit

@@ -71,9 +71,8 @@ class SimOPairsLoss(nn.Module):
 
     This is the harness's own variant of SimO, not the authors' training objective (that is
     ``simo``, with its three terms on class-structured batches): the authors' pair term
-    ``(1 + r)^(1 - 2y)`` applied with per-pair masks to every pair of the 2B stacked views, as
-    reference/losses.md section 8 recommended, so that it runs on ordinary two-view batches at
-    any label fraction.
+    ``(1 + r)^(1 - 2y)`` applied with per-pair masks to every pair of the 2B stacked views, so
+    that it runs on ordinary two-view batches at any label fraction.
 
     With ``e = normalize(cat(z1, z2))`` (2B rows), for each pair ``i != j``:
     ``d_ij = ||e_i - e_j||^2``, ``o_ij = (e_i . e_j)^2`` and ``r_ij = o_ij / (eps + d_ij)``::

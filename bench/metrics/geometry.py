@@ -1,7 +1,8 @@
-"""Geometry and collapse metrics of an embedding matrix (``reference/losses.md`` section 10).
+"""Geometry and collapse metrics of an embedding matrix: the ``geometry`` metric family.
 
-``geometry(emb, labels, view_a, view_b)`` returns a dict of python floats with the keys in
-``GEOMETRY_KEYS``. Everything is computed in float64 on the embeddings' device (on the CPU for
+``geometry(emb, labels, view_a, view_b)`` (the family's ``measure``) returns a dict of python
+floats with the keys in ``GEOMETRY_KEYS``; the evaluator stores them for the backbone features
+(``m_h_<key>``) and the projections (``m_z_<key>``). Everything is computed in float64 on the embeddings' device (on the CPU for
 devices without float64, e.g. MPS). The function never raises on degenerate input: a metric that
 is undefined (non-finite embeddings, too few rows or classes, 0/0) is NaN.
 
@@ -10,7 +11,7 @@ Conventions (the spec leaves them open; chosen so the closed forms in the tests 
 * ``total_var`` uses the population variance (divide by N), so on unit vectors
   ``total_var = 1 - ||mean u||^2`` exactly.
 * ``rankme`` and ``rank95`` use the singular values of the raw, UNCENTERED N x d matrix, as
-  RankMe does (Garrido et al. 2023, arXiv 2210.02885; section 10.2). Identical non-zero rows
+  RankMe does (Garrido et al. 2023, arXiv 2210.02885). Identical non-zero rows
   give a rank-1 matrix: rankme 1, rank95 1. An all-zero matrix gives rank95 0 and rankme NaN
   (the formula's 0/0).
 * ``std`` is lightly's ``std_of_l2_normalized`` (unbiased std per dimension, then the mean).
@@ -28,26 +29,32 @@ Conventions (the spec leaves them open; chosen so the closed forms in the tests 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-GEOMETRY_KEYS: tuple[str, ...] = (
-    "total_var",
-    "rankme",
-    "rank95",
-    "align",
-    "uniform",
-    "nc1",
-    "class_cos",
-    "class_cos_centered",
-    "std",
-    "nvar",
-    "dead",
-)
+# Read by `bench.metrics.declared()` without importing this module: keep it a literal.
+FAMILY: dict[str, Any] = {
+    "scope": "embedding",
+    "keys": (
+        "total_var",
+        "rankme",
+        "rank95",
+        "align",
+        "uniform",
+        "nc1",
+        "class_cos",
+        "class_cos_centered",
+        "std",
+        "nvar",
+        "dead",
+    ),
+}
+GEOMETRY_KEYS: tuple[str, ...] = FAMILY["keys"]
 
-RANKME_EPS = 1e-7  # Garrido et al. 2023 via third-party implementations (losses.md 10.2)
+RANKME_EPS = 1e-7  # Garrido et al. 2023, as third-party implementations use it
 UNIFORM_T = 2.0  # Wang & Isola 2020, t = 2
 UNIFORM_MAX_ROWS = 2048  # all pairs cost O(N^2): uniformity on an evenly spaced subset of rows
 DEAD_REL_VAR = 1e-12  # a dimension this much flatter than the widest one carries nothing
@@ -245,3 +252,6 @@ def geometry(
                 out["class_cos"] = mean_abs_cos(means)
                 out["class_cos_centered"] = mean_abs_cos(means - u[keep].mean(dim=0))
     return out
+
+
+measure = geometry  # the family's entry point (bench.metrics)

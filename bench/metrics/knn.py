@@ -1,8 +1,12 @@
-"""Weighted k-nearest-neighbour accuracy on frozen features.
+"""Weighted k-nearest-neighbour accuracy on frozen features: the ``knn`` metric family.
+
+The evaluator scores it at every evaluated epoch, on the test split (``m_knn_top1``,
+``m_knn_top5``) and on the validation hold-out (``m_val_knn_*``), with the labelled part of
+the training split as the memory bank (``scores``).
 
 The classifier is the InstDisc-style weighted kNN of lightly's
 ``lightly/utils/benchmarking/knn.py::knn_predict`` (copied there from the MoCo CIFAR-10 colab;
-``reference/losses.md`` section 10.8): cosine similarity of each query to an L2-normalised memory
+Wu et al. 2018, arXiv 1805.01978): cosine similarity of each query to an L2-normalised memory
 bank, the ``k`` most similar bank entries vote for their class with weight ``exp(s / T)``, and
 classes are ranked by their summed weight. Defaults k = 200, T = 0.1.
 
@@ -18,10 +22,14 @@ Two deliberate differences from lightly, neither of which changes a ranking:
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+# Read by `bench.metrics.declared()` without importing this module: keep it a literal.
+FAMILY: dict[str, Any] = {"scope": "accuracy", "keys": ("knn_top1", "knn_top5")}
 
 # Elements of one (chunk x bank) similarity block: 2**25 float32 = 128 MiB, plus top-k buffers.
 _MAX_BLOCK_ELEMENTS = 2**25
@@ -130,3 +138,21 @@ def knn_accuracy(
         hits5 += (ranked == y[:, None]).any(dim=1).sum()
     n = query.shape[0]
     return hits1.item() / n, hits5.item() / n
+
+
+def scores(
+    bank: Tensor,
+    bank_y: Tensor,
+    queries: dict[str, tuple[Tensor, Tensor]],
+    num_classes: int,
+    cfg: Any,
+) -> dict[str, float]:
+    """The family's entry point (bench.metrics): kNN top-1/top-5 of each query split, keyed
+    `<prefix>knn_top1`, with the trial's `knn_k` and `knn_temperature`."""
+    out: dict[str, float] = {}
+    for prefix, (query, query_y) in queries.items():
+        top1, top5 = knn_accuracy(
+            bank, bank_y, query, query_y, num_classes, k=cfg.knn_k, temperature=cfg.knn_temperature
+        )
+        out[f"{prefix}knn_top1"], out[f"{prefix}knn_top5"] = top1, top5
+    return out

@@ -1,4 +1,5 @@
-"""Supervised heads trained on frozen features: the linear probe and CLOA's FFN head.
+"""Supervised heads trained on frozen features: the linear probe and CLOA's FFN head, the
+``probes`` metric family (final epoch only; off with ``probe_epochs: 0``).
 
 Features are precomputed once (backbone output, projector removed), so a probe is a small
 optimisation over tensors already on the device: no DataLoader, no augmentation.
@@ -24,11 +25,11 @@ Default recipe (one recipe for both heads, chosen to converge without per-datase
   of a small labelled set (digits pixels, D=64, 5% labels: 0.62 top-1 at lr 1e-3, 0.85 at
   0.1/sqrt(D), scikit-learn's logistic regression 0.86) and overshoots a high-dimensional one.
   Reference probes use SGD with large, loss-specific learning rates (SupContrast
-  ``main_linear.py`` lr 1-5, solo-learn lr 1.0; ``reference/losses.md`` section 10.9); on
+  ``main_linear.py`` lr 1-5, solo-learn lr 1.0); on
   standardised features AdamW needs no such tuning.
 * ``hidden=()`` is the linear probe (one ``nn.Linear``). ``hidden=(256, 128, 64)`` is CLOA's
-  fine-tuning FFN for CIFAR-10 and ``(512, 1024, 1024)`` for CIFAR-100 (arXiv 2403.18699 v1;
-  ``reference/losses.md`` section 6): Linear+ReLU per hidden layer, then a Linear classifier.
+  fine-tuning FFN for CIFAR-10 and ``(512, 1024, 1024)`` for CIFAR-100 (arXiv 2403.18699 v1,
+  section 4): Linear+ReLU per hidden layer, then a Linear classifier.
   The paper does not say whether it used batch norm or dropout; we use neither, so the head has
   no train/eval difference and no randomness beyond its seeded initialisation and batch order
   (dropout would need the global RNG).
@@ -43,10 +44,22 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+# Read by `bench.metrics.declared()` without importing this module: keep it a literal.
+FAMILY: dict[str, Any] = {
+    "scope": "accuracy",
+    "keys": ("linear_top1", "linear_top5", "ffn_top1", "ffn_top5"),
+    "final_only": True,
+    "needs": "probe_epochs",
+}
+# CLOA's fine-tuning heads (section 4): CIFAR-10 256-128-64, CIFAR-100 512-1024-1024.
+_FFN_DEFAULTS = {"cifar100": (512, 1024, 1024)}
+_FFN_FALLBACK = (256, 128, 64)
 
 # Dimensions whose train std is below this fraction of the largest std are treated as constant.
 _REL_STD_FLOOR = 1e-6
@@ -285,3 +298,32 @@ def train_probe(
                       batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
                       features=features, optimizer=optimizer)
     return probe.score(test_x, test_y)
+
+
+def ffn_widths(cfg: Any) -> tuple[int, ...]:
+    """The FFN head's hidden widths: the trial's `ffn_hidden`, else CLOA's for the dataset."""
+    if cfg.ffn_hidden:
+        return tuple(cfg.ffn_hidden)
+    return _FFN_DEFAULTS.get(cfg.dataset, _FFN_FALLBACK)
+
+
+def scores(
+    bank: Tensor,
+    bank_y: Tensor,
+    queries: dict[str, tuple[Tensor, Tensor]],
+    num_classes: int,
+    cfg: Any,
+) -> dict[str, float]:
+    """The family's entry point (bench.metrics): a linear probe and the FFN head trained on the
+    labelled bank with the trial's probe recipe, each scored on every query split (keys
+    `<prefix>linear_top1`, ...)."""
+    out: dict[str, float] = {}
+    with torch.enable_grad():
+        for name, hidden in (("linear", ()), ("ffn", ffn_widths(cfg))):
+            probe = fit_probe(bank, bank_y, num_classes, hidden=hidden, epochs=cfg.probe_epochs,
+                              batch_size=cfg.probe_batch_size, lr=cfg.probe_lr, seed=cfg.seed,
+                              features=cfg.probe_features, optimizer=cfg.probe_optimizer)
+            for prefix, (query, query_y) in queries.items():
+                top1, top5 = probe.score(query, query_y)
+                out[f"{prefix}{name}_top1"], out[f"{prefix}{name}_top5"] = top1, top5
+    return out

@@ -42,6 +42,7 @@ class MLPBackbone(nn.Module):
 def apply_cifar_stem(model: nn.Module) -> nn.Module:
     """Replace a timm ResNet's conv1 with 3x3 stride 1 (same channels) and its max-pool with Identity."""
     old = model.conv1
+    assert isinstance(old, nn.Conv2d), f"{type(model).__name__}.conv1 is not a convolution"
     model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1,
                             bias=False)
     model.maxpool = nn.Identity()
@@ -59,4 +60,4 @@ def build_backbone(name: str, input_shape: Sequence[int], *, cifar_stem: bool = 
     model = timm.create_model(name, num_classes=0, pretrained=False, in_chans=input_shape[0])
     if cifar_stem:
         apply_cifar_stem(model)
-    return model, int(model.num_features)
+    return model, int(model.num_features)  # type: ignore[arg-type]

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from bench.report import curves, heatmaps
+from bench.report import figures
 from bench.report.cells import (
     PROBE_PARAMS,
     add_scores,
@@ -31,14 +31,14 @@ from bench.report.cells import (
     top_k,
     validation_column,
 )
+from bench.report.figures import FigureSpec
 from bench.report.leaderboard import Options, collapse_rule_text, definitions, leaderboard
-from bench.report.style import Styles, slug
+from bench.report.style import Styles
 from bench.report.tables import (
     best_over_lr,
     comparison_wide,
     comparisons,
     entry_info,
-    fraction_label,
 )
 
 SCORED_COLUMNS = ("score", "best", "lr_band", "divergence_rate", "collapse_rate")
@@ -48,16 +48,6 @@ class ReportError(ValueError):
     """Results that cannot make one report (mixed sweeps, --against the same sweep)."""
 
     user_error = True
-
-
-@dataclass(frozen=True)
-class FigureSpec:
-    name: str  # file stem under figures/
-    title: str
-    caption: str
-    figure: Figure
-    dataset: str = ""
-    headline: bool = False  # shown right after the leaderboard
 
 
 @dataclass
@@ -214,7 +204,7 @@ def probe_lines(cells: pd.DataFrame, metric: str) -> list[str]:
     return lines
 
 
-def _probe_value(col: str, value: object) -> str:
+def _probe_value(col: str, value: Any) -> str:
     if col == "p_probe_features":
         return f"{value or 'unrecorded'} features"
     if col == "p_probe_optimizer":
@@ -231,7 +221,7 @@ def _probe_value(col: str, value: object) -> str:
     return f"{col} {value}"
 
 
-def _distinct(cells: pd.DataFrame, col: str) -> list[object]:
+def _distinct(cells: pd.DataFrame, col: str) -> list[Any]:
     if col not in cells.columns:
         return []
     return sorted(cells[col].dropna().unique())
@@ -293,7 +283,7 @@ def against_table(board: pd.DataFrame, sweep: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _presence(key: tuple, mine: pd.DataFrame, theirs: pd.DataFrame) -> str:
+def _presence(key: tuple[Any, ...], mine: pd.DataFrame, theirs: pd.DataFrame) -> str:
     if key in mine.index and key in theirs.index:
         return "both"
     return "this sweep only" if key in mine.index else "other sweep only"
@@ -311,9 +301,10 @@ def _data_as_of(frames: list[pd.DataFrame]) -> str | None:
 
 def make_figures(report: Report, cells: pd.DataFrame,
                  frames: list[pd.DataFrame]) -> list[FigureSpec]:
-    """One figure set per dataset: the headline score figure, then accuracy vs lr, geometry vs
-    lr, accuracy vs batch size, per-epoch curves and heatmaps (panels grow with the families and
-    the grid, the figure count with the datasets only)."""
+    """One figure set per dataset, each figure a module of `bench.report.figures` (in their
+    ORDER: the headline score figure, then accuracy vs lr, geometry vs lr, accuracy vs batch
+    size, per-epoch curves and heatmaps; panels grow with the families and the grid, the figure
+    count with the datasets only)."""
     info = entry_info(cells)
     styles = Styles(info, report.sweep_id)
     epoch_col = "m_knn_top1" if "m_knn_top1" in cells.columns else report.metric
@@ -322,113 +313,9 @@ def make_figures(report: Report, cells: pd.DataFrame,
                      ignore_index=True)
     specs: list[FigureSpec] = []
     for ds in report.datasets:
-        part = cells[cells["dataset"] == ds]
-        specs += _dataset_figures(report, part, info, styles, ds, rows, epoch_col)
+        specs += figures.draw_all(figures.FigureContext(
+            dataset=ds, cells=cells[cells["dataset"] == ds], rows=rows,
+            long=report.long[report.long["dataset"] == ds], info=info, styles=styles,
+            metric=report.metric, selection=report.selection, options=report.options,
+            epoch_col=epoch_col))
     return specs
-
-
-def _dataset_figures(report: Report, cells: pd.DataFrame, info: pd.DataFrame, styles: Styles,
-                     ds: str, rows: pd.DataFrame, epoch_col: str) -> list[FigureSpec]:
-    name = report.metric.removeprefix("m_")
-    tag = slug(ds)
-    lf = focus_label_fraction(cells)
-    chance = float(cells["chance"].median()) if top_k(report.metric) else None
-    on_val = all(col != report.metric for s, col in report.selection.items()
-                 if s in set(cells["sweep_id"]))
-    chosen = "chosen on validation" if on_val else "chosen on TEST data (no validation metric)"
-    bss = ", ".join(str(int(b)) for b in sorted(cells["batch_size"].unique()))
-    lfs = ", ".join(fraction_label(f) for f in sorted(cells["label_fraction"].unique()))
-    marks = ("x at the bottom: a seed diverged there; hollow triangle: a seed collapsed there; "
-             "hollow circle: seeds still running.")
-    families = ("A panel per loss family (a base loss and its cloa+/clop+ variants, one colour per "
-                "family in every figure; variants dashed/dotted as in CLOA Fig. 2).")
-    specs = [FigureSpec(
-        f"score_vs_lr-{tag}", f"{ds}: score above chance vs learning rate",
-        f"The leaderboard's cell score, (acc - chance) / (1 - chance) of the test {name} with "
-        f"diverged = 0, averaged per seed over batch sizes ({bss}) and label fractions ({lfs}), "
-        f"then over seeds. {BAND_TEXT} {families} {marks}",
-        curves.score_vs_lr(_table_order(curves.score_summary(cells), info), styles,
-                           f"{ds}: score above chance vs learning rate (0 = chance, 1 = perfect)"),
-        ds, headline=True)]
-    acc = _table_order(curves.lr_summary(cells, cells["acc"]), info)
-    specs.append(FigureSpec(
-        f"accuracy_vs_lr-{tag}", f"{ds}: {name} vs learning rate",
-        f"Seed-mean test {name} per loss: a row per loss family, a column per (batch size, "
-        f"label fraction); dotted: chance. {BAND_TEXT} {marks}",
-        curves.accuracy_vs_lr(acc, styles, name, chance,
-                              f"{ds}: test {name} vs learning rate ({curves.BAND})"), ds))
-    geometry, thresholds, log_kinds = _geometry(cells, info, report.options)
-    if geometry:
-        kinds = " and ".join(geometry)
-        specs.append(FigureSpec(
-            f"geometry_vs_lr-{tag}", f"{ds}: embedding geometry vs learning rate",
-            f"Backbone features at {fraction_label(lf)}: {kinds}, a row per loss family, a "
-            "column per (measure, batch size); dashed red: the collapse threshold of the "
-            f"leaderboard's collapse rule. {BAND_TEXT} {marks}",
-            curves.geometry_vs_lr({k: v[v["label_fraction"] == lf] for k, v in geometry.items()},
-                                  styles, thresholds, log_kinds,
-                                  f"{ds}: backbone geometry vs learning rate "
-                                  f"({fraction_label(lf)})"), ds))
-    long = report.long[report.long["dataset"] == ds]
-    specs.append(FigureSpec(
-        f"accuracy_vs_batch_size-{tag}", f"{ds}: {name} vs batch size",
-        f"Test {name} at the lr {chosen} for each batch size (the comparison tables' cells; "
-        f"CLOP's stability across batch sizes), a row per loss family, a column per label "
-        f"fraction. {BAND_TEXT}",
-        curves.accuracy_vs_batch_size(curves.batch_summary(long), styles, name, chance,
-                                      f"{ds}: test {name} at the selected lr vs batch size"),
-        ds))
-    epochs = _table_order(curves.epoch_summary(rows, cells, report.long, epoch_col, lf), info)
-    if len(epochs):
-        ename = epoch_col.removeprefix("m_")
-        specs.append(FigureSpec(
-            f"epoch_curves-{tag}", f"{ds}: {ename} per epoch",
-            f"Seed-mean test {ename} at every evaluated epoch, {fraction_label(lf)}, each loss "
-            f"at its (batch size, lr) {chosen}. {BAND_TEXT}",
-            curves.epoch_curves(epochs, styles, ename,
-                                f"{ds}: {ename} per epoch ({fraction_label(lf)}, selected "
-                                "setting)"), ds))
-    names = {k: str(v) for k, v in info["name"].items()} if "name" in info.columns else None
-    specs.append(FigureSpec(
-        f"heatmaps-{tag}", f"{ds}: {name}, lr x batch size",
-        f"Seed-mean test {name} per (lr, batch size) at {fraction_label(lf)}. 'div': every seed "
-        "diverged; hatched: some seeds diverged; 'k/n col': k of n seeds collapsed; '…d/n': d "
-        "of n seeds finished.",
-        heatmaps.heatmaps(acc, name, lf, f"{ds}: test {name}, lr x batch size "
-                          f"({fraction_label(lf)}; hatched = diverged seeds, … = running)",
-                          names), ds))
-    return specs
-
-
-BAND_TEXT = "Bands: 95% t-intervals of the seed mean (df = n - 1; none below 3 seeds)."
-
-
-def _geometry(cells: pd.DataFrame, info: pd.DataFrame, options: Options
-              ) -> tuple[dict[str, pd.DataFrame], dict[str, float], set[str]]:
-    """The geometry measures to draw: normalised variance and dead share when the store has
-    them, else total variance (log) and RankMe as older stores have."""
-    finished = cells["finished"]
-
-    def has(col: str) -> bool:
-        return col in cells.columns and bool(cells.loc[finished, col].notna().any())
-
-    measures = ([("m_h_nvar", "normalised variance"), ("m_h_dead", "dead-unit share")]
-                if has("m_h_nvar") else
-                [("m_h_total_var", "total variance"), ("m_h_rankme", "RankMe")])
-    thresholds = {"normalised variance": options.nvar_threshold,
-                  "dead-unit share": options.dead_threshold}
-    if not has("m_h_nvar"):
-        thresholds = {"RankMe": options.rankme_threshold}
-    out = {}
-    for col, kind in measures:
-        if has(col):
-            values = cells[col].astype(float).where(finished)
-            out[kind] = _table_order(curves.lr_summary(cells, values), info)
-    return out, {k: v for k, v in thresholds.items() if k in out}, {"total variance"}
-
-
-def _table_order(frame: pd.DataFrame, info: pd.DataFrame) -> pd.DataFrame:
-    """Rows sorted so that losses appear in comparison-table order (base, then its variants)."""
-    order = info["order"].rename("_order")
-    keyed = frame.join(order, on=["sweep_id", "entry"])
-    return keyed.sort_values("_order", kind="mergesort").drop(columns="_order")

@@ -27,6 +27,9 @@ import numpy as np
 import pandas as pd
 
 DEFAULT_METRICS = ("m_linear_top1", "m_knn_top1")
+# The store columns the cells read besides the reported metric: the collapse rule's geometry and
+# the class count of the chance level (bench.report.columns asks the store for these).
+METRIC_INPUTS = ("m_h_nvar", "m_h_dead", "m_h_rankme", "m_num_classes")
 # Probe settings (p_* columns) that say which probe produced a linear/FFN number.
 PROBE_PARAMS = ("p_probe_features", "p_probe_optimizer", "p_probe_lr", "p_probe_batch_size",
                 "p_probe_epochs", "p_ffn_hidden")
@@ -35,7 +38,7 @@ CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "tiny_imagenet": 200}
 SUBSPACES = "synthetic_subspaces"  # classes = dataset_params["k"], default 3
 UNKNOWN_DATASET = "unknown"
 # Columns a cell keeps besides the m_* metrics.
-_KEEP = ("sweep_id", "trial_id", "loss", "base_loss", "addon", "seed", "status", "final", "epoch",
+KEEP = ("sweep_id", "trial_id", "loss", "base_loss", "addon", "seed", "status", "final", "epoch",
          "label_fraction", "p_lr", "p_batch_size", "p_loss_params", "p_dataset", "written_at",
          "p_dataset_params", "p_val_fraction", *PROBE_PARAMS)
 
@@ -50,7 +53,7 @@ def select_cells(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (sweep_id, trial_id, label_fraction): the final row if present, else the latest.
 
     "Latest" orders by (final, epoch, step, attempt). Vectorised with factorize + lexsort: a
-    string sort of 10^6 rows is the slowest step of a report otherwise (reference/performance.md).
+    string sort of 10^6 rows is the slowest step of a report otherwise (benchmarks/report.py).
     The result carries `entry` (display name), `lr`, `batch_size`, `finished` and `diverged`.
     """
     if df.empty:
@@ -64,7 +67,7 @@ def select_cells(df: pd.DataFrame) -> pd.DataFrame:
     ks = key[order]
     last = np.ones(len(ks), dtype=bool)
     last[:-1] = ks[1:] != ks[:-1]
-    keep = [c for c in df.columns if c in _KEEP or c.startswith(("m_", "p_"))]
+    keep = [c for c in df.columns if c in KEEP or c.startswith(("m_", "p_"))]
     cells = df[keep].iloc[order[last]].reset_index(drop=True)
     cells["finished"] = cells["final"].fillna(False).astype(bool)
     cells["diverged"] = cells["finished"] & (cells["status"].astype(str) == "diverged")

@@ -14,7 +14,8 @@ import math
 
 import pandas as pd
 
-from bench.report.build import FigureSpec, Report
+from bench.report.build import Report
+from bench.report.figures import FigureSpec
 from bench.report.markdown import (
     against_display,
     against_notes,

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import html
 import math
+from typing import Any
 
 import pandas as pd
 
-from bench.report.build import SCORED_COLUMNS, FigureSpec, Report
+from bench.report.build import SCORED_COLUMNS, Report
+from bench.report.figures import FigureSpec
 from bench.report.leaderboard import ALL_FRACTIONS
 from bench.report.stats import ALPHA, MIN_SEEDS
 from bench.report.style import slug
@@ -38,7 +40,7 @@ def table(frame: pd.DataFrame) -> str:
     return "\n".join([head, sep, *body])
 
 
-def num(x: object, digits: int = 4) -> str:
+def num(x: Any, digits: int = 4) -> str:
     if x is None or (isinstance(x, float) and not math.isfinite(x)) or pd.isna(x):
         return "n/a"
     return f"{float(x):.{digits}f}"
@@ -87,7 +89,7 @@ def _with_ci(value: float, se: float, low: float, high: float) -> str:
     return text
 
 
-def _pct(x: object) -> str:
+def _pct(x: Any) -> str:
     text = num(x, 4)
     return text if text == "n/a" else f"{100 * float(x):.0f}%"
 

@@ -19,6 +19,7 @@ import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 from matplotlib.figure import Figure
@@ -29,7 +30,8 @@ from bench.report.leaderboard import Options
 from bench.report.markdown import render_markdown
 
 DPI = 100  # modest: the PNGs are embedded in index.html; the SVGs are there for print
-_RC = {"svg.hashsalt": "contrastive-bench", "svg.fonttype": "path", "path.simplify": True}
+_RC: dict[str, Any] = {"svg.hashsalt": "contrastive-bench", "svg.fonttype": "path",
+                       "path.simplify": True}
 
 
 def check_writable(out: Path) -> None:
@@ -52,7 +54,7 @@ def figure_bytes(figure: Figure, fmt: str) -> bytes:
     matplotlib.use("Agg")  # headless, and the same rasteriser everywhere
     metadata = {"Software": None} if fmt == "png" else {"Date": None, "Creator": None}
     buf = io.BytesIO()
-    with matplotlib.rc_context(_RC):
+    with matplotlib.rc_context(_RC):  # type: ignore[arg-type]  # keys typed as a Literal of all rc names
         figure.savefig(buf, format=fmt, dpi=DPI, metadata=metadata)
     return buf.getvalue()
 

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
@@ -50,12 +53,12 @@ class Styles:
     def family(self, sweep: str, entry: str) -> str:
         return str(self._info.loc[(sweep, entry), "family"])
 
-    def color(self, family: str) -> object:
+    def color(self, family: str) -> Any:
         return self._color.get(family, "0.3")
 
-    def __call__(self, sweep: str, entry: str) -> dict[str, object]:
+    def __call__(self, sweep: str, entry: str) -> dict[str, Any]:
         row = self._info.loc[(sweep, entry)]
-        style: dict[str, object] = {"color": self._color[row["family"]],
+        style: dict[str, Any] = {"color": self._color[row["family"]],
                                     "linestyle": _STYLES.get(row["addon"], "-."),
                                     "marker": self._marker[(sweep, entry)]}
         if sweep != self._primary:
@@ -63,7 +66,8 @@ class Styles:
         return style
 
 
-def family_panels(entries: list[tuple[str, str]], styles: Styles) -> list[tuple[str, list]]:
+def family_panels(entries: list[tuple[str, str]],
+                  styles: Styles) -> list[tuple[str, list[tuple[str, str]]]]:
     """(family title, entries) per panel: entries grouped by family in the given order, at most
     MAX_LINES per panel ("infonce (2/2)" when a family needs more)."""
     groups: dict[str, list[tuple[str, str]]] = {}
@@ -84,7 +88,7 @@ def slug(text: str) -> str:
     return out or "dataset"
 
 
-def _palette(n: int) -> list[object]:
+def _palette(n: int) -> list[Any]:
     """Matplotlib's default 10 colours, or tab20's 20 when more families must stay apart."""
     if n <= 10:
         return [f"C{i}" for i in range(10)] * 2
@@ -136,14 +140,14 @@ def title(fig: Figure, text: str) -> None:
     fig.suptitle(text, fontsize=10, y=1 - 0.12 / fig.get_figheight(), va="top")
 
 
-def legend(fig: Figure, handles: list, right: float) -> None:
+def legend(fig: Figure, handles: list[Any], right: float) -> None:
     """The legend in the reserved right column, top-aligned with the panels."""
     width, height = fig.get_figwidth(), fig.get_figheight()
     fig.legend(handles=handles, loc="upper left", fontsize=8, frameon=False,
                bbox_to_anchor=(1 - (right - 0.1) / width, 1 - TOP / height))
 
 
-def log_axis(ax: object, which: str = "x", ticks: list[float] | None = None,
+def log_axis(ax: Axes, which: str = "x", ticks: Sequence[float] | None = None,
              base: int = 10) -> None:
     """Log scale with plain-number tick labels and no minor ticks (set after the scale, which
     would otherwise reinstall its default locators). `ticks`: label exactly these values (the

@@ -2,7 +2,7 @@
 
 Modelled on CLOA's Tables 3-4 (arXiv:2403.18699 companion, "CIFAR10/100 Classification Accuracy
 with Different Loss Functions"): each base loss is followed by its `cloa+`/`clop+` variants. Unlike
-the paper, and following the scientific protocol (DESIGN.md):
+the paper, and following the scientific protocol (README.md, "Reports"):
 - the lr of each (loss, batch size, label fraction) is chosen on the seed mean of the validation
   metric (ties: the smaller lr); the cell shows the test metric at that lr, mean ± std over seeds
   with n, read once (a store without validation metrics falls back to choosing on test, and the
@@ -14,6 +14,8 @@ the paper, and following the scientific protocol (DESIGN.md):
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -239,5 +241,5 @@ def comparison_wide(long: pd.DataFrame, sweep_id: str, dataset: str, batch_size:
     return pd.DataFrame(table)
 
 
-def _int(x: object) -> int:
+def _int(x: Any) -> int:
     return 0 if x is None or pd.isna(x) else int(x)

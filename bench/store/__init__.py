@@ -1,7 +1,7 @@
 """The results store: the only Parquet writer and reader (no torch, no Ray).
 
 One long table, one row per (trial, epoch, label_fraction), declared once as `SCHEMA`
-(DESIGN "Results store"; reference/ray-and-storage.md section D). Writing: `FragmentWriter`
+(README.md, "The results store"). Writing: `FragmentWriter`
 publishes each reported result as a small immutable fragment, compacts a trial's fragments
 when it ends (`compact`), and merges all trials into one file when the sweep ends
 (`compact_sweep`). Reading: `read_results(path) -> DataFrame`, deduplicated. Modules: `schema` (the
@@ -9,27 +9,25 @@ columns), `rows` (trainer records -> rows, provenance), `layout` (paths, atomic 
 metadata), `writer`, `reader`, `dedup`, `summary` (`bench results`).
 """
 
+from bench.record import STATUSES
 from bench.store.errors import StoreError, StoreWarning
 from bench.store.layout import read_sweep_meta, resolve_storage, write_sweep_meta
 from bench.store.reader import expand_extra, read_results
 from bench.store.rows import make_rows, provenance, split_loss
 from bench.store.schema import (
     DEDUP_KEYS,
-    GEOMETRY_KEYS,
     METRIC_COLUMNS,
     PARAM_COLUMNS,
     SCHEMA,
     SCHEMA_VERSION,
     SORT_KEYS,
-    STATUSES,
     conform,
 )
-from bench.store.summary import format_summary, results_main, summarize
+from bench.store.summary import format_summary, summarize
 from bench.store.writer import FragmentWriter
 
 __all__ = [
     "DEDUP_KEYS",
-    "GEOMETRY_KEYS",
     "METRIC_COLUMNS",
     "PARAM_COLUMNS",
     "SCHEMA",
@@ -47,7 +45,6 @@ __all__ = [
     "read_results",
     "read_sweep_meta",
     "resolve_storage",
-    "results_main",
     "split_loss",
     "summarize",
     "write_sweep_meta",

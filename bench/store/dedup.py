@@ -1,6 +1,6 @@
 """Which version of a result wins: vectorized over integer codes, never a Python loop.
 
-Duplicates are normal (reference/ray-and-storage.md D.4): a retried trial resumes from its last
+Duplicates are normal: a retried trial resumes from its last
 checkpoint and re-reports the epochs after it with `attempt + 1`; a restored driver can write the
 same result twice; a crash between writing a trial's compacted file and deleting its fragments
 leaves both. Rule, per key (sweep_id, trial_id, epoch, label_fraction): keep the highest
@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 def sorted_codes(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     """Dense codes 0..k-1 whose order is the values' order: hash-encode, rank the few uniques.
 
-    Nulls sort first (code 0). Cheaper than sorting a million strings (reference/
-    performance.md §6: string sorts are the slowest step of "last row per trial").
+    Nulls sort first (code 0). Cheaper than sorting a million strings (string sorts are the
+    slowest step of "last row per trial", benchmarks/store.py).
     """
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()  # one dictionary for all rows

@@ -9,3 +9,8 @@ class StoreError(ValueError):
 
 class StoreWarning(UserWarning):
     """A results file was skipped (unreadable, truncated, wrong types): the message names it."""
+
+
+class Vanished(Exception):
+    """A listed file was deleted before it was read (a compaction finished meanwhile): the
+    reader lists again, a compaction gives way to the other one."""

@@ -1,13 +1,13 @@
 """Where results live and how files are published without ever being seen half-written.
 
-Layout under `<storage>/<sweep_id>/` (DESIGN "Results store"):
+Layout under `<storage>/<sweep_id>/` (README.md, "The results store"):
 
     sweep.json                                          sweep metadata, replaced atomically
     fragments/trial=<trial_id>/<epoch:05d>-<attempt>-<uuid8>.parquet   one per reported result
     trials/<trial_id>.parquet                           a trial's compacted rows
     merged/<uuid8>.parquet                              many trials' rows (end-of-sweep merge)
 
-Publishing (reference/ray-and-storage.md D.1-D.2): on a local disk, NFS or HDFS a file is written
+Publishing: on a local disk, NFS or HDFS a file is written
 under a temporary name starting with "." in the same directory and then renamed; a rename within
 one filesystem is atomic, so a crash leaves either nothing or the whole file, and readers skip
 names starting with "." or "_". Object stores (S3, GCS, Azure) have no atomic rename (`move` is

@@ -1,12 +1,11 @@
 """`read_results(path) -> DataFrame`: the only reader of the results store.
 
 Reads every sweep's compacted trial files and not-yet-compacted fragments with the explicit
-`SCHEMA` (columns a file lacks read as nulls: schema evolution, reference/ray-and-storage.md
-D.3), skips an unreadable file with a `StoreWarning` naming it, and dedups (`dedup.py`).
+`SCHEMA` (columns a file lacks read as nulls: schema evolution), skips an unreadable file with a `StoreWarning` naming it, and dedups (`dedup.py`).
 Files are read one by one (on a thread pool) rather than as one `pyarrow.dataset` scan: equally
 fast on small files here, and one bad file then costs a warning instead of failing the scan.
-Reading thousands of tiny files is still ~50x slower than one big file (reference/
-performance.md §6), which is why trials are compacted when they end.
+Reading thousands of tiny files is still ~50x slower than one big file (benchmarks/store.py),
+which is why trials are compacted when they end and a sweep's trials merged when it ends.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ import os
 import warnings
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -25,7 +25,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from bench.store.dedup import dedup
-from bench.store.errors import StoreError, StoreWarning
+from bench.store.errors import StoreError, StoreWarning, Vanished
 from bench.store.layout import (
     FRAGMENTS,
     MERGED,
@@ -46,10 +46,6 @@ _LOCAL_THREADS = min(8, max(2, os.cpu_count() or 2))
 _REMOTE_THREADS = 16
 
 
-class _Vanished(Exception):
-    """A listed file was deleted before it was read (a compaction finished meanwhile)."""
-
-
 def _read_raw(fs: pafs.FileSystem, path: str, names: Sequence[str]) -> pa.Table | Exception:
     """The file's columns among `names`, as stored (not yet cast); an error is returned."""
     try:
@@ -68,7 +64,7 @@ def read_tables(
 
     Each file is read on its own, so an unreadable one (or one whose columns cannot be cast to
     the schema) is skipped with a StoreWarning without failing the others. A file that vanished
-    since listing raises `_Vanished`.
+    since listing raises `Vanished`.
     """
     schema = SCHEMA if columns is None else pa.schema([SCHEMA.field(c) for c in columns])
     threads = _LOCAL_THREADS if fs.type_name in ("local", "mock") else _REMOTE_THREADS
@@ -80,7 +76,7 @@ def read_tables(
     tables, good = [], []
     for path, result in zip(paths, results):
         if isinstance(result, FileNotFoundError):
-            raise _Vanished(path) from result
+            raise Vanished(path) from result
         if isinstance(result, Exception):
             _skip(path, result)
         else:
@@ -114,7 +110,7 @@ def _skip(path: str, err: Exception) -> None:
     warnings.warn(f"skipping unreadable results file {path}: {err}", StoreWarning, stacklevel=4)
 
 
-def _first_row_key(table: pa.Table) -> tuple:
+def _first_row_key(table: pa.Table) -> tuple[tuple[bool, Any], ...]:
     names = set(table.column_names)
     values = [
         table.column(k)[0].as_py() if table.num_rows and k in names else None for k in SORT_KEYS
@@ -188,7 +184,7 @@ def read_results(
         try:
             table, _ = read_tables(fs, files, columns)
             break
-        except _Vanished:
+        except Vanished:
             continue  # a compaction moved rows meanwhile: list again
     else:
         raise StoreError(f"results under {shown} kept changing while being read; try again.")

@@ -1,6 +1,6 @@
 """Trainer records -> store rows, and the provenance of the process that writes them.
 
-A record is what `bench.train.run_trial` passes to `on_epoch` (CONTRACTS.md): `epoch`, `step`,
+A record is what `bench.train.run_trial` passes to `on_epoch` (`bench.record`): `epoch`, `step`,
 `time_s`, `label_fraction`, `status`, `final` and `m_*` metric floats. `make_rows` adds the
 trial's identity, its `p_*` parameters and provenance. Metric keys the schema does not name (a
 plugin loss's own terms) are kept as a JSON object in `m_extra`, so nothing a trial reports is
@@ -24,12 +24,12 @@ import pyarrow as pa
 
 import bench
 from bench.config import TrialConfig
+from bench.record import REQUIRED_KEYS, STATUSES
 from bench.store.errors import StoreError
-from bench.store.schema import JSON_PARAMS, METRIC_COLUMNS, PROVENANCE_FIELDS, SCHEMA, STATUSES
+from bench.store.schema import JSON_PARAMS, METRIC_COLUMNS, PROVENANCE_FIELDS, SCHEMA
 
 _METRICS = frozenset(METRIC_COLUMNS)
 _PROVENANCE = frozenset(f.name for f in PROVENANCE_FIELDS)
-REQUIRED_RECORD_KEYS = ("epoch", "label_fraction", "status")
 
 
 def split_loss(name: str) -> tuple[str, str | None]:
@@ -60,7 +60,7 @@ def make_rows(
     n = len(records)
     trial_id = trial_id or cfg.trial_id()
     for i, record in enumerate(records):
-        for key in REQUIRED_RECORD_KEYS:
+        for key in REQUIRED_KEYS:
             if key not in record:
                 raise StoreError(f"result record {i} of trial {trial_id} has no {key!r} key.")
         if record["status"] not in STATUSES:

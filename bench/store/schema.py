@@ -1,11 +1,13 @@
 """The one Parquet schema of the results store, and conforming tables to it.
 
-One long table, one row per (trial, epoch, label_fraction) (DESIGN "Results store"), with column
-groups copied from benchopt's result schema (reference/style.md §1): identity, `p_*` parameters,
-curve, `m_*` metrics, provenance. The schema is declared here once and passed explicitly to every
-reader, because pyarrow otherwise infers a dataset schema from its first file and silently drops
-columns that only later files have (reference/ray-and-storage.md D.3). New columns must be
-added as nullable columns so that files written by older versions still read (as nulls).
+One long table, one row per (trial, epoch, label_fraction), with column groups after
+benchopt's result schema: identity, `p_*` parameters (one per `TrialConfig` field), curve,
+`m_*` metrics (the record's, `bench.record.metric_columns`: the training measurements, the
+built-in losses' terms and every metric family `bench.metrics` declares), provenance. The
+schema is declared here once and passed explicitly to every reader, because pyarrow otherwise
+infers a dataset schema from its first file and silently drops columns that only later files
+have. New columns must be added as nullable columns so that files written by older versions
+still read (as nulls): a new metric family's columns are exactly that.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pyarrow as pa
 
 from bench.config import TrialConfig
+from bench.record import metric_columns
 from bench.store.errors import StoreError
 
 # Version 2 (issue 9): validation-split accuracies `m_val_*` beside the test-split `m_*` ones,
@@ -47,23 +50,7 @@ CURVE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("label_fraction", pa.float64()),
 )
 
-# Metric keys of a trainer record (bench/train.py, bench/evaluation.py); geometry keys from
-# bench/metrics/geometry.py.
-GEOMETRY_KEYS = (
-    "total_var", "rankme", "rank95", "align", "uniform", "nc1",
-    "class_cos", "class_cos_centered", "std", "nvar", "dead",
-)  # fmt: skip
-_METRIC_KEYS = (
-    "loss", "loss_invariance", "loss_variance", "loss_covariance", "loss_base", "loss_addon",
-    "loss_same", "loss_diff", "loss_means",
-    "lr", "grad_norm", "images_per_s", "epoch_time_s", "peak_mem_mb",
-    "knn_top1", "knn_top5", "linear_top1", "linear_top5", "ffn_top1", "ffn_top5",
-    "val_knn_top1", "val_knn_top5", "val_linear_top1", "val_linear_top5", "val_ffn_top1",
-    "val_ffn_top5", "num_classes", "eval_epoch",
-)  # fmt: skip
-METRIC_COLUMNS: tuple[str, ...] = tuple(f"m_{k}" for k in _METRIC_KEYS) + tuple(
-    f"m_{space}_{g}" for space in ("h", "z") for g in GEOMETRY_KEYS
-)
+METRIC_COLUMNS: tuple[str, ...] = metric_columns()
 
 PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("git_sha", pa.string()),
@@ -75,9 +62,6 @@ PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("started_at", pa.timestamp("us", tz="UTC")),
     pa.field("written_at", pa.timestamp("us", tz="UTC")),
 )
-
-STATUSES = ("running", "done", "diverged", "error", "timeout")
-
 
 def _param_type(annotation: Any) -> tuple[pa.DataType, bool]:
     """Arrow type of a TrialConfig field and whether values are stored as canonical JSON.

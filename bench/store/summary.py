@@ -1,22 +1,18 @@
-"""`bench results PATH`: a per-loss summary of what a store holds (finished or still running)."""
+"""The per-loss summary of what a store holds (finished or still running): `bench results`."""
 
 from __future__ import annotations
 
 import math
-import os
-import sys
-import warnings
 
 import pandas as pd
-
-from bench.store.errors import StoreError, StoreWarning
-from bench.store.reader import read_results
 
 SUMMARY_COLUMNS = (
     "sweep_id", "loss", "trials", "done", "diverged", "timeout", "error", "running",
     "best_knn_top1", "best_linear_top1", "last_epoch",
 )  # fmt: skip
 _COUNTED = ("done", "diverged", "timeout", "error", "running")
+# What `summarize` reads besides the dedup and sort keys (`read_results` adds those).
+COLUMNS = ("status", "final", "m_knn_top1", "m_linear_top1")
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
@@ -73,20 +69,3 @@ def format_summary(summary: pd.DataFrame) -> str:
         lines = [f"sweep {sweep_id}", _align(headers, widths)]
         blocks.append("\n".join(lines + [_align(r, widths) for r in rows]))
     return "\n\n".join(blocks)
-
-
-def results_main(path: str | os.PathLike[str], sweep_id: str | None = None) -> int:
-    """`bench results PATH`: print the summary; 0, or 2 with one line on stderr if nothing is
-    there. Skipped files are reported as "warning: ..." lines on stderr."""
-    columns = ["status", "final", "m_knn_top1", "m_linear_top1"]
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", StoreWarning)
-        try:
-            df = read_results(path, sweep_id, columns=columns)
-        except StoreError as err:
-            print(f"error: {err}", file=sys.stderr)
-            return 2
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
-    print(format_summary(summarize(df)))
-    return 0

@@ -1,10 +1,10 @@
 """`FragmentWriter`: every reported result becomes one small immutable Parquet file at once.
 
 A result is published as soon as it is reported (no buffer), so a crash of the driver loses
-nothing already reported (reference/ray-and-storage.md D.2 (a): a buffering callback would lose
-its buffer). Files are published atomically (`layout.publish`). Compaction merges one trial's
+nothing already reported (a buffering callback would lose its buffer). Files are published atomically (`layout.publish`). Compaction merges one trial's
 fragments into `trials/<trial_id>.parquet` because reading thousands of tiny files is ~50-100x
-slower than one (reference/performance.md §6).
+slower than one (benchmarks/store.py); `compact_sweep` merges a finished sweep's trials into one
+file (`bench sweep` and `bench tune` call it when they end).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pyarrow.fs as pafs
 
 from bench.config import TrialConfig
 from bench.store.dedup import dedup
-from bench.store.errors import StoreError, StoreWarning
+from bench.store.errors import StoreError, StoreWarning, Vanished
 from bench.store.layout import (
     FRAGMENT_OPTIONS,
     FRAGMENTS,
@@ -39,7 +39,7 @@ from bench.store.layout import (
     sweep_dir_of,
     write_parquet,
 )
-from bench.store.reader import _Vanished, read_tables
+from bench.store.reader import read_tables
 from bench.store.rows import make_rows
 from bench.store.schema import conform
 
@@ -136,7 +136,7 @@ class FragmentWriter:
         if fragments:
             try:
                 table, read = read_tables(self.fs, fragments + ([target] if exists else []))
-            except _Vanished as err:  # only a concurrent compaction deletes fragments
+            except Vanished as err:  # only a concurrent compaction deletes fragments
                 raise StoreError(
                     f"trial {trial_id} is being compacted by another process."
                 ) from err
@@ -171,8 +171,8 @@ class FragmentWriter:
     def compact_sweep(self) -> str | None:
         """Compact every trial, then merge all compacted trials into one `merged/<uuid8>.parquet`.
 
-        For the end of a sweep: one file of many trials reads ~10-40x faster than one file per
-        trial (reference/performance.md §6; benchmarks/store.py). Crash-safe like `compact`: the
+        Run by `bench sweep` and `bench tune` when they end: one file of many trials reads
+        ~10-40x faster than one file per trial (benchmarks/store.py). Crash-safe like `compact`: the
         merged file is published before its inputs are deleted, and an input is deleted only if
         it is unchanged since it was read (a trial re-compacted meanwhile keeps its newer file).
         Fragments of trials still running are merged as well. Returns the merged file's path.
@@ -192,7 +192,7 @@ class FragmentWriter:
         seen = {i.path: (i.mtime, i.size) for i in self.fs.get_file_info(inputs)}
         try:
             table, read = read_tables(self.fs, inputs)
-        except _Vanished as err:
+        except Vanished as err:
             raise StoreError(
                 f"sweep {self.sweep_id} is being compacted by another process."
             ) from err

@@ -7,7 +7,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-# (B, d) grid of the parity tests (losses.md section 9 test recipe).
+# (B, d) grid of the parity tests.
 SHAPES = [(2, 8), (2, 128), (16, 8), (16, 128), (64, 8), (64, 128)]
 COMPOSITES = ["cloa+infonce", "clop+vicreg", "cloa+supcon", "clop+barlow_twins"]
 NUM_CLASSES = 10

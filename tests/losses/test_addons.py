@@ -25,7 +25,7 @@ def cloa_reference(z1: Tensor, z2: Tensor, labels: Tensor, targets: Tensor) -> T
 
 
 def clop_reference(z1: Tensor, z2: Tensor, labels: Tensor, targets: Tensor) -> Tensor:
-    """CLOP (losses.md 7.2), lambda = 1: (1/|S_b|) sum_i [1 - (cos(z1_i, c) + cos(z2_i, c)) / 2]."""
+    """CLOP, lambda = 1: (1/|S_b|) sum_i [1 - (cos(z1_i, c) + cos(z2_i, c)) / 2]."""
     terms = [
         1
         - (

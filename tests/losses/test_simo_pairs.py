@@ -1,4 +1,4 @@
-"""simo_pairs: parity with an independent pairwise formula written from losses.md section 8."""
+"""simo_pairs: parity with an independent pairwise formula written from the authors' pair term."""
 
 from __future__ import annotations
 

@@ -46,7 +46,7 @@ def test_terms_are_the_unweighted_terms() -> None:
 @pytest.mark.parametrize(("b", "d"), [(2, 8), (64, 128)])
 def test_collapse_value(b: int, d: int) -> None:
     # Every row of both views equal: inv = 0, std_j = sqrt(eps) = 0.01 so var = 0.99, cov = 0:
-    # L = 25 * 0.99 = 24.75 (losses.md section 10.7).
+    # L = 25 * 0.99 = 24.75 (the variance term of VICReg, Bardes et al. 2022, eq. 1).
     z = torch.randn(1, d, dtype=torch.float64).expand(b, d)
     assert build_loss("vicreg")(z, z).item() == pytest.approx(24.75, abs=1e-10)
 

@@ -282,7 +282,7 @@ def test_sweep_with_nothing_finished_still_reports(golden_rows: pd.DataFrame) ->
 
 
 def test_report_reads_only_the_columns_it_needs() -> None:
-    from bench.commands.report import report_columns
+    from bench.report.columns import report_columns
     from bench.store import SCHEMA
 
     default = report_columns(None)
@@ -296,7 +296,7 @@ def test_report_reads_only_the_columns_it_needs() -> None:
 
 
 def test_synthetic_stores_with_and_without_validation() -> None:
-    from bench.synthetic_results import synthetic_rows
+    from synthetic_results import synthetic_rows
 
     grid = {"n_epochs": 2, "losses": ("infonce", "cloa+infonce"), "seeds": (0, 1, 2),
             "lrs": (1e-2, 1e-1, 1.0)}

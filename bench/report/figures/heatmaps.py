@@ -14,7 +14,25 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from bench.report import style
+from bench.report.figures import FigureContext, FigureSpec
 from bench.report.style import label
+from bench.report.tables import fraction_label
+
+ORDER = 60
+COLUMNS: tuple[str, ...] = ()
+
+
+def draw(ctx: FigureContext) -> FigureSpec:
+    ds, name, lf = ctx.dataset, ctx.name, ctx.lf
+    info = ctx.info
+    names = {k: str(v) for k, v in info["name"].items()} if "name" in info.columns else None
+    return FigureSpec(
+        f"heatmaps-{ctx.tag}", f"{ds}: {name}, lr x batch size",
+        f"Seed-mean test {name} per (lr, batch size) at {fraction_label(lf)}. 'div': every seed "
+        "diverged; hatched: some seeds diverged; 'k/n col': k of n seeds collapsed; '…d/n': d "
+        "of n seeds finished.",
+        heatmaps(ctx.accuracy, name, lf, f"{ds}: test {name}, lr x batch size "
+                 f"({fraction_label(lf)}; hatched = diverged seeds, … = running)", names), ds)
 
 
 def _cell_text(r: pd.Series) -> str:

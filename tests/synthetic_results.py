@@ -1,6 +1,8 @@
 """Synthetic but realistic sweep results, for tests, report development and store benchmarks.
 
-No torch, no Ray: trainer-format records (CONTRACTS.md) are generated from a simple stability
+A test fixture (tests import it as `synthetic_results`; benchmarks/report.py and
+benchmarks/store.py put tests/ on their path). No torch, no Ray: trainer-format records
+(`bench.record`) are generated from a simple stability
 model, then turned into store rows by the real `bench.store.make_rows`, so the output has exactly
 the store's schema. The model encodes the qualitative claims of the seed papers, so reports built
 on it look like real ones: base losses collapse (embedding variance -> 0, accuracy -> chance,
@@ -31,7 +33,10 @@ import pandas as pd
 import pyarrow as pa
 
 from bench.config import TrialConfig
-from bench.store import GEOMETRY_KEYS, make_rows, split_loss
+from bench.metrics import declared
+from bench.store import make_rows, split_loss
+
+GEOMETRY_KEYS = next(f.keys for f in declared() if f.module == "geometry")
 
 LABEL_LOSSES = frozenset({"supcon", "simo"})  # plus every add-on variant ("cloa+...", "clop+...")
 _PEAK = {
@@ -100,7 +105,7 @@ def synthetic_configs(
 def synthetic_records(
     cfg: TrialConfig, index: int = 0, running: bool = False, validation: bool = False
 ) -> list[dict[str, Any]]:
-    """Trainer records of one trial (`on_epoch` calls, CONTRACTS.md), reproducible from `index`;
+    """Trainer records of one trial (`on_epoch` calls, `bench.record`), reproducible from `index`;
     with the validation protocol's metrics when `validation`."""
     rng = np.random.default_rng([index, cfg.seed])
     val_rng = np.random.default_rng([index, cfg.seed, 1])  # leaves the other numbers unchanged
@@ -186,7 +191,7 @@ def _geometry(
     new_metrics: bool = False,
 ) -> dict:
     """Geometry metrics of one space; the normalised variance and dead-unit share only with
-    `new_metrics` (or when the store's GEOMETRY_KEYS name them)."""
+    `new_metrics`."""
     healthy = 1 - collapse
     values = {
         "total_var": healthy * (0.2 + 0.8 * progress) + 1e-4, "rankme": 1 + (width - 1) * healthy * 0.6,

@@ -39,8 +39,9 @@ def _key(cfg: TrialConfig) -> str:
     return repr([(k, flat[k]) for k in _BUILD_KEYS])
 
 
-def check_trials(trials: Iterable[TrialConfig], source: str,
-                 skip_missing_data: bool = False) -> Preflight:
+def check_trials(
+    trials: Iterable[TrialConfig], source: str, skip_missing_data: bool = False
+) -> Preflight:
     """Build each distinct trial once; raise ConfigError (one sentence) at the first that fails.
 
     `skip_missing_data`: a dataset the driver cannot load (not downloaded here, e.g. it lives on
@@ -62,8 +63,9 @@ def check_trials(trials: Iterable[TrialConfig], source: str,
         where = f"{source}: trial {cfg.loss!r} on {cfg.dataset!r} (batch {cfg.batch_size})"
         if data_key not in datasets:
             try:
-                datasets[data_key] = load_dataset(cfg.dataset, root=cfg.data_root,
-                                                  download=False, **dict(cfg.dataset_params))
+                datasets[data_key] = load_dataset(
+                    cfg.dataset, root=cfg.data_root, download=False, **dict(cfg.dataset_params)
+                )
             except DataError as exc:
                 if not skip_missing_data:
                     raise ConfigError(f"{where}: {exc}") from None
@@ -93,5 +95,5 @@ def describe(result: Preflight, n_trials: int) -> str:
     line = f"preflight: {result.built} distinct trial build(s) checked for {n_trials} trials"
     if result.skipped_data:
         names = ", ".join(sorted(set(result.skipped_data)))
-        line += (f"; data-dependent checks skipped for {names} (not loadable on this machine)")
+        line += f"; data-dependent checks skipped for {names} (not loadable on this machine)"
     return line + "."

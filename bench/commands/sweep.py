@@ -54,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
 
     # Every trial that cannot be built fails here, before Ray starts (exit 2, nothing written).
     # Data that only the cluster's workers hold cannot be checked on this machine.
-    checked = check_trials(trials, str(args.space), skip_missing_data=bool(args.dry_run or args.address))
+    checked = check_trials(
+        trials, str(args.space), skip_missing_data=bool(args.dry_run or args.address)
+    )
     if args.dry_run:
         print(describe(space, trials))
         print(describe_preflight(checked, len(trials)))

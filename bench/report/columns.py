@@ -31,8 +31,15 @@ def report_columns(metric: str | None) -> list[str]:
 
     # Every p_* column: a sweep that varies a setting besides the report's axes (an ablation grid
     # over optimizer or schedule) gets one entry per setting (cells.setting_suffix).
-    wanted = [*KEEP, *PARAM_COLUMNS, "attempt", "step", *(c for m in DEFAULT_METRICS for c in _with_companions(m)),
-              *METRIC_INPUTS, *figures.columns()]
+    wanted = [
+        *KEEP,
+        *PARAM_COLUMNS,
+        "attempt",
+        "step",
+        *(c for m in DEFAULT_METRICS for c in _with_companions(m)),
+        *METRIC_INPUTS,
+        *figures.columns(),
+    ]
     if metric is not None:
         pair = _with_companions(metric)
         if pair[0] not in METRIC_COLUMNS and pair[0] not in wanted:

@@ -16,13 +16,19 @@ COLUMNS: tuple[str, ...] = ()
 def draw(ctx: FigureContext) -> FigureSpec:
     ds, name = ctx.dataset, ctx.name
     return FigureSpec(
-        f"score_vs_lr-{ctx.tag}", f"{ds}: score above chance vs learning rate",
+        f"score_vs_lr-{ctx.tag}",
+        f"{ds}: score above chance vs learning rate",
         f"The leaderboard's cell score, (acc - chance) / (1 - chance) of the test {name} with "
         f"diverged = 0, averaged per seed over batch sizes ({ctx.batch_sizes}) and label "
         f"fractions ({ctx.label_fractions}), then over seeds. {BAND_TEXT} {FAMILIES} {MARKS}",
-        score_vs_lr(ctx.ordered(curves.score_summary(ctx.cells)), ctx.styles,
-                    f"{ds}: score above chance vs learning rate (0 = chance, 1 = perfect)"),
-        ds, headline=True)
+        score_vs_lr(
+            ctx.ordered(curves.score_summary(ctx.cells)),
+            ctx.styles,
+            f"{ds}: score above chance vs learning rate (0 = chance, 1 = perfect)",
+        ),
+        ds,
+        headline=True,
+    )
 
 
 def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
@@ -30,11 +36,12 @@ def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
     entries = curves.entries(summary)
     panels = family_panels(entries, styles)
     multi = summary["sweep_id"].nunique() > 1
-    handles, right = curves.legend(entries, styles, multi, [curves.chance_handle("chance (score 0)")])
+    handles, right = curves.legend(
+        entries, styles, multi, [curves.chance_handle("chance (score 0)")]
+    )
     nrows, ncols = style.panels(len(panels))
     lines = max(style.panel_title(family).count("\n") + 1 for family, _ in panels)
-    fig, axes = style.grid(nrows, ncols, w=2.6, h=2.0, right=right, sharex=False,
-                           title_lines=lines)
+    fig, axes = style.grid(nrows, ncols, w=2.6, h=2.0, right=right, sharex=False, title_lines=lines)
     lrs = sorted(summary["lr"].unique())
     ylim = curves.ylim([summary], floor=0.0, ceiling=1.0)
     for n, (family, keys) in enumerate(panels):
@@ -45,8 +52,9 @@ def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
         curves.chance_line(ax, 0.0)
         style.log_axis(ax, "x", ticks=lrs)
         ax.set_ylim(*ylim)
-        ax.set_title(style.panel_title(family), fontsize=9, color=styles.color(family),
-                     fontweight="bold")
+        ax.set_title(
+            style.panel_title(family), fontsize=9, color=styles.color(family), fontweight="bold"
+        )
         ax.grid(alpha=0.3)
         if n % ncols == 0:
             ax.set_ylabel("score above chance", fontsize=8)
@@ -55,5 +63,3 @@ def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
     style.legend(fig, handles, right)
     style.title(fig, title)
     return fig
-
-

@@ -48,8 +48,9 @@ class ConfigError(ValueError):
     what the value `must` be (None when the error is not about one value).
     """
 
-    def __init__(self, message: str, *, key: str | None = None, value: Any = _UNSET,
-                 must: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, key: str | None = None, value: Any = _UNSET, must: str | None = None
+    ) -> None:
         super().__init__(message)
         self.key, self.value, self.must = key, value, must
 
@@ -80,8 +81,9 @@ def show_value(v: Any) -> str:
     return repr(v)
 
 
-def did_you_mean(name: Any, known: Iterable[str], *, n: int = 1, cutoff: float = 0.6,
-                 prefix: str = "") -> str:
+def did_you_mean(
+    name: Any, known: Iterable[str], *, n: int = 1, cutoff: float = 0.6, prefix: str = ""
+) -> str:
     """`did you mean 'x'?` (or `'x' or 'y'`, up to `n`) for a misspelt `name`; "" when no name
     in `known` is close. `prefix` is put before each suggestion (`loss_params.`)."""
     close = difflib.get_close_matches(str(name), list(known), n=n, cutoff=cutoff)
@@ -99,9 +101,11 @@ def with_overrides(flat: Mapping[str, Any], overrides: Mapping[str, Any]) -> dic
         elif head in NESTED_KEYS and tail:
             out[head] = {**dict(out.get(head) or {}), tail: value}
         else:
-            raise ConfigError(f"key {key!r} has a dot, but only "
-                              f"{' and '.join(k + '.NAME' for k in NESTED_KEYS)} take one.",
-                              key=str(key))
+            raise ConfigError(
+                f"key {key!r} has a dot, but only "
+                f"{' and '.join(k + '.NAME' for k in NESTED_KEYS)} take one.",
+                key=str(key),
+            )
     return out
 
 
@@ -236,8 +240,12 @@ def _coerce(key: str, value: Any) -> Any:
 
 def _check(ok: bool, key: str, value: Any, must: str) -> None:
     if not ok:
-        raise ConfigError(f"config key {key!r} has value {show_value(value)}; it must be {must}.",
-                          key=key, value=value, must=must)
+        raise ConfigError(
+            f"config key {key!r} has value {show_value(value)}; it must be {must}.",
+            key=key,
+            value=value,
+            must=must,
+        )
 
 
 def _validate(c: TrialConfig) -> None:
@@ -256,7 +264,9 @@ def _validate(c: TrialConfig) -> None:
     _check(c.lr_scaling in LR_SCALINGS, "lr_scaling", c.lr_scaling, f"one of {LR_SCALINGS}")
     _check(is_number(c.lr) and c.lr > 0, "lr", c.lr, "a positive number")
     _check(is_number(c.momentum) and 0 <= c.momentum < 1, "momentum", c.momentum, "in [0, 1)")
-    _check(is_number(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay, ">= 0")
+    _check(
+        is_number(c.weight_decay) and c.weight_decay >= 0, "weight_decay", c.weight_decay, ">= 0"
+    )
     for key in ("epochs", "batch_size", "eval_every", "knn_k", "geometry_samples"):
         v = getattr(c, key)
         _check(is_int(v) and v >= 1, key, v, "an integer >= 1")
@@ -264,41 +274,85 @@ def _validate(c: TrialConfig) -> None:
     for key in ("warmup_epochs", "probe_epochs"):
         v = getattr(c, key)
         _check(is_int(v) and v >= 0, key, v, "an integer >= 0")
-    _check(is_number(c.knn_temperature) and c.knn_temperature > 0, "knn_temperature",
-           c.knn_temperature, "a positive number")
-    _check(is_number(c.val_fraction) and 0 <= c.val_fraction < 0.5, "val_fraction", c.val_fraction,
-           "in [0, 0.5)")
-    _check(c.probe_features in PROBE_FEATURES, "probe_features", c.probe_features,
-           f"one of {PROBE_FEATURES}")
-    _check(c.probe_optimizer in PROBE_OPTIMIZERS, "probe_optimizer", c.probe_optimizer,
-           f"one of {PROBE_OPTIMIZERS}")
+    _check(
+        is_number(c.knn_temperature) and c.knn_temperature > 0,
+        "knn_temperature",
+        c.knn_temperature,
+        "a positive number",
+    )
+    _check(
+        is_number(c.val_fraction) and 0 <= c.val_fraction < 0.5,
+        "val_fraction",
+        c.val_fraction,
+        "in [0, 0.5)",
+    )
+    _check(
+        c.probe_features in PROBE_FEATURES,
+        "probe_features",
+        c.probe_features,
+        f"one of {PROBE_FEATURES}",
+    )
+    _check(
+        c.probe_optimizer in PROBE_OPTIMIZERS,
+        "probe_optimizer",
+        c.probe_optimizer,
+        f"one of {PROBE_OPTIMIZERS}",
+    )
     if c.probe_lr is not None:
-        _check(is_number(c.probe_lr) and c.probe_lr > 0, "probe_lr", c.probe_lr,
-               "a positive number or null")
-    _check(is_int(c.probe_batch_size) and c.probe_batch_size >= 1, "probe_batch_size",
-           c.probe_batch_size, "an integer >= 1")
+        _check(
+            is_number(c.probe_lr) and c.probe_lr > 0,
+            "probe_lr",
+            c.probe_lr,
+            "a positive number or null",
+        )
+    _check(
+        is_int(c.probe_batch_size) and c.probe_batch_size >= 1,
+        "probe_batch_size",
+        c.probe_batch_size,
+        "an integer >= 1",
+    )
     if c.grad_clip is not None:
         _check(is_number(c.grad_clip) and c.grad_clip > 0, "grad_clip", c.grad_clip, "> 0 or null")
     if c.time_budget_s is not None:
-        _check(is_number(c.time_budget_s) and c.time_budget_s > 0, "time_budget_s",
-               c.time_budget_s, "> 0 or null")
+        _check(
+            is_number(c.time_budget_s) and c.time_budget_s > 0,
+            "time_budget_s",
+            c.time_budget_s,
+            "> 0 or null",
+        )
     _check(c.device in DEVICES, "device", c.device, f"one of {DEVICES}")
     for key in ("mlp_hidden", "projector") + (("ffn_hidden",) if c.ffn_hidden else ()):
         for w in getattr(c, key):
             _check(is_int(w) and w >= 1, key, getattr(c, key), "a list of widths >= 1")
-    _check(c.batch_sampler in BATCH_SAMPLERS, "batch_sampler", c.batch_sampler,
-           f"one of {BATCH_SAMPLERS}")
+    _check(
+        c.batch_sampler in BATCH_SAMPLERS,
+        "batch_sampler",
+        c.batch_sampler,
+        f"one of {BATCH_SAMPLERS}",
+    )
     classes = c.classes_per_batch
     if c.batch_sampler == "class":
-        _check(is_int(classes) and classes >= 1, "classes_per_batch", classes,
-               "an integer >= 1 with batch_sampler 'class' (the classes in each batch)")
+        _check(
+            is_int(classes) and classes >= 1,
+            "classes_per_batch",
+            classes,
+            "an integer >= 1 with batch_sampler 'class' (the classes in each batch)",
+        )
         assert classes is not None  # checked just above
-        _check(c.batch_size % classes == 0, "classes_per_batch", classes,
-               f"a divisor of batch_size ({c.batch_size}), so that each class gets batch_size / "
-               "classes_per_batch samples")
-        _check(c.pretrain_label_fraction != 0, "pretrain_label_fraction",
-               c.pretrain_label_fraction,
-               "> 0 with batch_sampler 'class' (it draws labelled samples)")
+        _check(
+            c.batch_size % classes == 0,
+            "classes_per_batch",
+            classes,
+            f"a divisor of batch_size ({c.batch_size}), so that each class gets batch_size / "
+            "classes_per_batch samples",
+        )
+        _check(
+            c.pretrain_label_fraction != 0,
+            "pretrain_label_fraction",
+            c.pretrain_label_fraction,
+            "> 0 with batch_sampler 'class' (it draws labelled samples)",
+        )
     else:
-        _check(classes is None, "classes_per_batch", classes,
-               "null unless batch_sampler is 'class'")
+        _check(
+            classes is None, "classes_per_batch", classes, "null unless batch_sampler is 'class'"
+        )

@@ -45,12 +45,15 @@ def empty_eval() -> dict[str, float]:
 
 def families(scope: str) -> list[tuple[metrics.Family, ModuleType]]:
     """The metric families of `scope` and their modules (imported here, where torch is)."""
-    return [(f, importlib.import_module(f"bench.metrics.{f.module}"))
-            for f in metrics.families(scope)]
+    return [
+        (f, importlib.import_module(f"bench.metrics.{f.module}")) for f in metrics.families(scope)
+    ]
 
 
 @torch.no_grad()
-def embed(encoder: nn.Module, x: Tensor, dataset: Dataset, batch_size: int, amp: bool) -> tuple[Tensor, Tensor]:
+def embed(
+    encoder: nn.Module, x: Tensor, dataset: Dataset, batch_size: int, amp: bool
+) -> tuple[Tensor, Tensor]:
     """Backbone features h and projections z of `x` (device tensor), in float32, in chunks."""
     hs, zs = [], []
     for start in range(0, x.shape[0], batch_size):
@@ -65,8 +68,15 @@ def embed(encoder: nn.Module, x: Tensor, dataset: Dataset, batch_size: int, amp:
 class Evaluator:
     """Holds the device-resident eval data and the fixed subsets; stateless between calls."""
 
-    def __init__(self, cfg: TrialConfig, dataset: Dataset, train_x: Tensor, test_x: Tensor,
-                 device: torch.device, amp: bool) -> None:
+    def __init__(
+        self,
+        cfg: TrialConfig,
+        dataset: Dataset,
+        train_x: Tensor,
+        test_x: Tensor,
+        device: torch.device,
+        amp: bool,
+    ) -> None:
         self.cfg, self.dataset, self.device, self.amp = cfg, dataset, device, amp
         self.train_x, self.test_x = train_x, test_x
         self.train_y = dataset.train_y.to(device)
@@ -126,7 +136,10 @@ class Evaluator:
             h_bank, _ = embed(encoder, self.train_x[bank_idx], self.dataset, self.batch, self.amp)
             queries = {
                 prefix: (embed(encoder, x, self.dataset, self.batch, self.amp)[0], y)
-                for prefix, x, y in (("m_", self.test_x, self.test_y), ("m_val_", self.val_x, self.val_y))
+                for prefix, x, y in (
+                    ("m_", self.test_x, self.test_y),
+                    ("m_val_", self.val_x, self.val_y),
+                )
                 if x.shape[0]  # no validation split: its columns stay NaN
             }
             shared = {**self._geometry(encoder), "m_num_classes": float(self.dataset.num_classes)}
@@ -141,15 +154,17 @@ class Evaluator:
         finally:
             encoder.train(was_training)
 
-    def _scores(self, bank: Tensor, bank_y: Tensor, queries: dict[str, tuple[Tensor, Tensor]],
-                final: bool) -> dict[str, float]:
+    def _scores(
+        self, bank: Tensor, bank_y: Tensor, queries: dict[str, tuple[Tensor, Tensor]], final: bool
+    ) -> dict[str, float]:
         """Every accuracy family's scores for each query split (final-only families when
         `final`), keyed prefix+metric; none when a feature is not finite."""
-        if not (torch.isfinite(bank).all() and all(torch.isfinite(q).all() for q, _ in queries.values())):
+        if not (
+            torch.isfinite(bank).all() and all(torch.isfinite(q).all() for q, _ in queries.values())
+        ):
             return {}
         out: dict[str, float] = {}
         for family, module in self.accuracy:
             if final or not family.final_only:
-                out.update(module.scores(bank, bank_y, queries, self.dataset.num_classes,
-                                         self.cfg))
+                out.update(module.scores(bank, bank_y, queries, self.dataset.num_classes, self.cfg))
         return out

@@ -47,9 +47,13 @@ def build_optimizer(cfg: TrialConfig, *modules: nn.Module) -> torch.optim.Optimi
     lr = cfg.effective_lr
     params = trainable_parameters(*modules)
     if cfg.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum,
-                               nesterov=cfg.nesterov and cfg.momentum > 0,
-                               weight_decay=cfg.weight_decay)
+        return torch.optim.SGD(
+            params,
+            lr=lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+            weight_decay=cfg.weight_decay,
+        )
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(_param_groups(params, cfg.weight_decay), lr=lr)
     if cfg.optimizer == "lars":
@@ -57,8 +61,12 @@ def build_optimizer(cfg: TrialConfig, *modules: nn.Module) -> torch.optim.Optimi
         # Imported here: timm takes seconds to import, and every new Ray worker would pay it.
         from timm.optim.lars import Lars
 
-        return Lars(_param_groups(params, cfg.weight_decay), lr=lr, momentum=cfg.momentum,
-                    nesterov=cfg.nesterov and cfg.momentum > 0)
+        return Lars(
+            _param_groups(params, cfg.weight_decay),
+            lr=lr,
+            momentum=cfg.momentum,
+            nesterov=cfg.nesterov and cfg.momentum > 0,
+        )
     raise ValueError(f"config key 'optimizer' has value {cfg.optimizer!r}; use sgd, lars or adamw.")
 
 

@@ -53,7 +53,9 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("config key 'device' is 'cuda' but no CUDA device is available; use 'cpu' or 'auto'.")
+        raise ValueError(
+            "config key 'device' is 'cuda' but no CUDA device is available; use 'cpu' or 'auto'."
+        )
     return torch.device(name)
 
 
@@ -84,8 +86,9 @@ class Trial:
     def __init__(self, cfg: TrialConfig, device: torch.device, dataset: Dataset | None) -> None:
         self.cfg, self.device = cfg, device
         _seed_everything(cfg.seed)
-        loaded = dataset or load_dataset(cfg.dataset, root=cfg.data_root, download=cfg.download,
-                                         **dict(cfg.dataset_params))
+        loaded = dataset or load_dataset(
+            cfg.dataset, root=cfg.data_root, download=cfg.download, **dict(cfg.dataset_params)
+        )
         # Everything below (pretraining, labels, kNN banks, probes) sees the training split
         # without its validation hold-out.
         self.dataset = carve_validation(loaded, cfg.val_fraction, cfg.split_seed)
@@ -106,8 +109,13 @@ class Trial:
         self.encoder = build_encoder(cfg, ds).to(device)
         if self.amp and ds.kind == "image":
             self.encoder = self.encoder.to(memory_format=torch.channels_last)
-        self.loss_fn = build_loss(cfg.loss, num_classes=ds.num_classes, dim=self.encoder.embed_dim,
-                                  seed=cfg.seed, **dict(cfg.loss_params)).to(device)
+        self.loss_fn = build_loss(
+            cfg.loss,
+            num_classes=ds.num_classes,
+            dim=self.encoder.embed_dim,
+            seed=cfg.seed,
+            **dict(cfg.loss_params),
+        ).to(device)
         # A loss may own trainable parameters (ce's classifier): optimised, clipped and
         # checkpointed with the encoder's.
         self.optimizer = build_optimizer(cfg, self.encoder, self.loss_fn)
@@ -140,13 +148,16 @@ class Trial:
                 "labels; class-structured batches need a loss that does (e.g. simo, supcon, ce)."
             )
         assert cfg.classes_per_batch is not None  # TrialConfig validation
-        return ClassBatches(self.loss_labels, cfg.batch_size, cfg.classes_per_batch, steps,
-                            self.gen, fraction)
+        return ClassBatches(
+            self.loss_labels, cfg.batch_size, cfg.classes_per_batch, steps, self.gen, fraction
+        )
 
     # --- resume -------------------------------------------------------------------------------
     def state(self) -> dict[str, Any]:
         return {
-            "epoch": self.epoch, "step": self.step, "elapsed": self.elapsed,
+            "epoch": self.epoch,
+            "step": self.step,
+            "elapsed": self.elapsed,
             "encoder": _cpu_copy(self.encoder.state_dict()),
             "loss": _cpu_copy(self.loss_fn.state_dict()),
             "optimizer": _cpu_copy(self.optimizer.state_dict()),
@@ -158,7 +169,9 @@ class Trial:
 
     def load(self, state: dict[str, Any]) -> None:
         if state.get("trial_id") != self.cfg.trial_id():
-            raise ValueError("resume_state belongs to a different trial config; refusing to resume.")
+            raise ValueError(
+                "resume_state belongs to a different trial config; refusing to resume."
+            )
         self.encoder.load_state_dict(state["encoder"])
         if "loss" in state:  # checkpoints written before losses could own state have none
             self.loss_fn.load_state_dict(state["loss"])
@@ -288,9 +301,15 @@ class Trial:
             time_s = self.elapsed + time.monotonic() - t0
             for fraction in cfg.label_fractions:
                 record = {
-                    "epoch": self.epoch, "step": self.step, "time_s": time_s,
-                    "label_fraction": fraction, "status": status, "final": last,
-                    **empty_eval(), **train_record, **per_fraction.get(fraction, {}),
+                    "epoch": self.epoch,
+                    "step": self.step,
+                    "time_s": time_s,
+                    "label_fraction": fraction,
+                    "status": status,
+                    "final": last,
+                    **empty_eval(),
+                    **train_record,
+                    **per_fraction.get(fraction, {}),
                 }
                 records.append(record)
                 emit(record)
@@ -300,8 +319,9 @@ class Trial:
                 on_checkpoint(state)
             if last:
                 break
-        return TrialSummary(status=status, epochs_done=self.epoch, records=records,
-                            wall_s=time.monotonic() - t0)
+        return TrialSummary(
+            status=status, epochs_done=self.epoch, records=records, wall_s=time.monotonic() - t0
+        )
 
 
 def prepare_trial(

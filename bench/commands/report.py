@@ -21,31 +21,60 @@ HELP = "write tables, stability curves and the leaderboard from a results store"
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_results_argument(p)
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="output folder (default: reports/<sweep_id> under the current folder)")
-    p.add_argument("--metric", metavar="NAME",
-                   help="metric to compare, with or without the m_ prefix (default: linear_top1 "
-                   "if the trials have it, else knn_top1)")
-    p.add_argument("--against", metavar="OTHER_RESULTS",
-                   help="a second results store: its losses join the leaderboard and a "
-                   "comparison section is added")
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="output folder (default: reports/<sweep_id> under the current folder)",
+    )
+    p.add_argument(
+        "--metric",
+        metavar="NAME",
+        help="metric to compare, with or without the m_ prefix (default: linear_top1 "
+        "if the trials have it, else knn_top1)",
+    )
+    p.add_argument(
+        "--against",
+        metavar="OTHER_RESULTS",
+        help="a second results store: its losses join the leaderboard and a "
+        "comparison section is added",
+    )
     p.add_argument("--sweep-id", help="the sweep to report when RESULTS holds several")
     p.add_argument("--against-sweep-id", help="the sweep to use when OTHER_RESULTS holds several")
-    p.add_argument("--nvar-threshold", type=float, default=0.05, metavar="V",
-                   help="a finished cell whose backbone normalised variance (m_h_nvar) is below V "
-                   "counts as collapsed (default 0.05)")
-    p.add_argument("--dead-threshold", type=float, default=0.9, metavar="D",
-                   help="... or whose share of zero-variance backbone dimensions (m_h_dead) is at "
-                   "least D (default 0.9)")
-    p.add_argument("--rankme-threshold", type=float, default=2.0, metavar="R",
-                   help="stores without m_h_nvar: a finished cell whose backbone RankMe is below "
-                   "R counts as collapsed (default 2)")
-    p.add_argument("--per-label-fraction", action="store_true",
-                   help="one leaderboard per (dataset, label fraction) instead of per dataset")
+    p.add_argument(
+        "--nvar-threshold",
+        type=float,
+        default=0.05,
+        metavar="V",
+        help="a finished cell whose backbone normalised variance (m_h_nvar) is below V "
+        "counts as collapsed (default 0.05)",
+    )
+    p.add_argument(
+        "--dead-threshold",
+        type=float,
+        default=0.9,
+        metavar="D",
+        help="... or whose share of zero-variance backbone dimensions (m_h_dead) is at "
+        "least D (default 0.9)",
+    )
+    p.add_argument(
+        "--rankme-threshold",
+        type=float,
+        default=2.0,
+        metavar="R",
+        help="stores without m_h_nvar: a finished cell whose backbone RankMe is below "
+        "R counts as collapsed (default 2)",
+    )
+    p.add_argument(
+        "--per-label-fraction",
+        action="store_true",
+        help="one leaderboard per (dataset, label fraction) instead of per dataset",
+    )
 
 
-def read(path: str, sweep_id: str | None, columns: list[str] | None = None,
-         quiet: bool = False) -> tuple[pd.DataFrame, list[str]]:
+def read(
+    path: str, sweep_id: str | None, columns: list[str] | None = None, quiet: bool = False
+) -> tuple[pd.DataFrame, list[str]]:
     """Rows of the store at `path` (these columns) and the messages of the files it skipped."""
     from bench.store import StoreWarning, expand_extra, read_results
 
@@ -102,12 +131,20 @@ def run(args: argparse.Namespace) -> int:
         planned[other_sweep] = planned_trials(args.against, other_sweep)
     out = args.out if args.out is not None else Path("reports") / sweep
     try:
-        render_report(rows, out, other=other, metric=args.metric,
-                      options=Options(rankme_threshold=args.rankme_threshold,
-                                      nvar_threshold=args.nvar_threshold,
-                                      dead_threshold=args.dead_threshold,
-                                      per_label_fraction=args.per_label_fraction),
-                      planned_trials={k: v for k, v in planned.items() if v}, notes=notes)
+        render_report(
+            rows,
+            out,
+            other=other,
+            metric=args.metric,
+            options=Options(
+                rankme_threshold=args.rankme_threshold,
+                nvar_threshold=args.nvar_threshold,
+                dead_threshold=args.dead_threshold,
+                per_label_fraction=args.per_label_fraction,
+            ),
+            planned_trials={k: v for k, v in planned.items() if v},
+            notes=notes,
+        )
     except MetricError:
         # Only some metric columns were read: list every metric the store has values for.
         everything, _ = read(args.results, args.sweep_id, quiet=True)

@@ -17,14 +17,28 @@ from bench.commands.common import add_plugin_argument, load_plugins
 HELP = "run one trial without Ray, from flags or a YAML plus key=value overrides"
 
 # Flags that are shorthands for config keys; anything else goes as key=value.
-_FLAG_KEYS = ("loss", "dataset", "backbone", "optimizer", "lr", "batch_size", "epochs", "seed",
-              "data_root", "device")
+_FLAG_KEYS = (
+    "loss",
+    "dataset",
+    "backbone",
+    "optimizer",
+    "lr",
+    "batch_size",
+    "epochs",
+    "seed",
+    "data_root",
+    "device",
+)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("items", nargs="*", metavar="[CONFIG.yaml] [KEY=VALUE ...]",
-                   help="an optional YAML (a flat trial config, or a sweep space whose `base` is "
-                   "used) followed by overrides such as lr=0.1 loss_params.temperature=0.2")
+    p.add_argument(
+        "items",
+        nargs="*",
+        metavar="[CONFIG.yaml] [KEY=VALUE ...]",
+        help="an optional YAML (a flat trial config, or a sweep space whose `base` is "
+        "used) followed by overrides such as lr=0.1 loss_params.temperature=0.2",
+    )
     p.add_argument("--loss")
     p.add_argument("--dataset")
     p.add_argument("--backbone")
@@ -33,9 +47,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", dest="batch_size", type=int)
     p.add_argument("--epochs", type=int)
     p.add_argument("--seed", type=int)
-    p.add_argument("--label-fraction", dest="label_fraction", type=float, action="append",
-                   help="evaluate at this label fraction (repeatable)")
-    p.add_argument("--data-root", dest="data_root", help="dataset folder (default $BENCH_DATA or ./data)")
+    p.add_argument(
+        "--label-fraction",
+        dest="label_fraction",
+        type=float,
+        action="append",
+        help="evaluate at this label fraction (repeatable)",
+    )
+    p.add_argument(
+        "--data-root", dest="data_root", help="dataset folder (default $BENCH_DATA or ./data)"
+    )
     p.add_argument("--download", action="store_true", help="download CIFAR if it is missing")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"))
     p.add_argument("--json", type=Path, metavar="FILE", help="write every record to FILE as JSON")
@@ -101,10 +122,19 @@ def build_config(args: argparse.Namespace) -> Any:
 
 
 def _fmt(record: dict[str, Any]) -> str:
-    parts = [f"epoch {record['epoch']:>3}", f"lf {record['label_fraction']:.2f}",
-             f"{record['status']:<8}", f"loss {record['m_loss']:.4f}"]
-    for key, label in (("m_knn_top1", "knn@1"), ("m_linear_top1", "lin@1"), ("m_ffn_top1", "ffn@1"),
-                       ("m_h_rankme", "rankme"), ("m_h_total_var", "var")):
+    parts = [
+        f"epoch {record['epoch']:>3}",
+        f"lf {record['label_fraction']:.2f}",
+        f"{record['status']:<8}",
+        f"loss {record['m_loss']:.4f}",
+    ]
+    for key, label in (
+        ("m_knn_top1", "knn@1"),
+        ("m_linear_top1", "lin@1"),
+        ("m_ffn_top1", "ffn@1"),
+        ("m_h_rankme", "rankme"),
+        ("m_h_total_var", "var"),
+    ):
         value = record.get(key, math.nan)
         if value == value:  # not NaN
             parts.append(f"{label} {value:.4g}")
@@ -121,16 +151,25 @@ def run(args: argparse.Namespace) -> int:
         trial = prepare_trial(cfg)
     except (ValueError, KeyError) as exc:
         raise UsageError(str(exc.args[0] if isinstance(exc, KeyError) else exc)) from None
-    print(f"trial {cfg.trial_id()}: {cfg.loss} on {cfg.dataset}, lr {cfg.effective_lr:g}, "
-          f"batch {cfg.batch_size}, {cfg.epochs} epochs, device {trial.device}", flush=True)
+    print(
+        f"trial {cfg.trial_id()}: {cfg.loss} on {cfg.dataset}, lr {cfg.effective_lr:g}, "
+        f"batch {cfg.batch_size}, {cfg.epochs} epochs, device {trial.device}",
+        flush=True,
+    )
     summary = trial.run(on_epoch=lambda r: print(_fmt(r), flush=True))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_suffix(args.json.suffix + ".tmp")
-        payload = {"config": cfg.to_flat(), "trial_id": cfg.trial_id(), "status": summary.status,
-                   "records": summary.records}
+        payload = {
+            "config": cfg.to_flat(),
+            "trial_id": cfg.trial_id(),
+            "status": summary.status,
+            "records": summary.records,
+        }
         tmp.write_text(json.dumps(payload, indent=1, default=float, allow_nan=True))
         tmp.replace(args.json)
-    print(f"status {summary.status} after {summary.epochs_done} epochs, {summary.wall_s:.1f}s",
-          file=sys.stderr)
+    print(
+        f"status {summary.status} after {summary.epochs_done} epochs, {summary.wall_s:.1f}s",
+        file=sys.stderr,
+    )
     return 0

@@ -18,23 +18,43 @@ HELP = "hyperparameter search for a loss with Optuna on Ray Tune"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("space", metavar="SPACE",
-                   help="tune YAML: base settings plus a `search` section (see "
-                   "search_spaces/tune_example.yaml)")
+    p.add_argument(
+        "space",
+        metavar="SPACE",
+        help="tune YAML: base settings plus a `search` section (see "
+        "search_spaces/tune_example.yaml)",
+    )
     common.add_storage_argument(p)
-    p.add_argument("--study-db", metavar="URL",
-                   help="Optuna RDB URL of the study database (default: "
-                   "sqlite:///<storage>/<name>.db, absolute)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the study: run the trials still missing to reach num_samples "
-                   "(raise it with --num-samples)")
-    p.add_argument("--num-samples", type=int, metavar="N",
-                   help="trials the study should have finished, overriding search.num_samples")
-    p.add_argument("--out", type=Path, metavar="DIR",
-                   help="folder for the winner's sweep YAML <name>-best.yaml (and one per Pareto "
-                   "trial; default: the results root)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="check the YAML and print the search plan; open no database, run nothing")
+    p.add_argument(
+        "--study-db",
+        metavar="URL",
+        help="Optuna RDB URL of the study database (default: "
+        "sqlite:///<storage>/<name>.db, absolute)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the study: run the trials still missing to reach num_samples "
+        "(raise it with --num-samples)",
+    )
+    p.add_argument(
+        "--num-samples",
+        type=int,
+        metavar="N",
+        help="trials the study should have finished, overriding search.num_samples",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="folder for the winner's sweep YAML <name>-best.yaml (and one per Pareto "
+        "trial; default: the results root)",
+    )
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check the YAML and print the search plan; open no database, run nothing",
+    )
     common.add_ray_arguments(p)
     common.add_plugin_argument(p)
 
@@ -44,12 +64,16 @@ def run(args: argparse.Namespace) -> int:
     from bench.sweep.study import default_study_db, is_database_url, shown_url
 
     if args.storage and is_database_url(args.storage):
-        raise UsageError(f"--storage {args.storage!r} is a database URL, but --storage is the "
-                         "results root (as in bench sweep); pass the study database as "
-                         "--study-db.")
+        raise UsageError(
+            f"--storage {args.storage!r} is a database URL, but --storage is the "
+            "results root (as in bench sweep); pass the study database as "
+            "--study-db."
+        )
     if args.out is not None and args.out.suffix in (".yaml", ".yml"):
-        raise UsageError(f"--out {args.out} names a YAML file, but --out is a folder: the "
-                         "winner's YAML is written there as <name>-best.yaml.")
+        raise UsageError(
+            f"--out {args.out} names a YAML file, but --out is a folder: the "
+            "winner's YAML is written there as <name>-best.yaml."
+        )
     common.load_plugins(args.plugin)
     plan = load_plan(args.space)
     for warning in plan.space.warnings:
@@ -67,8 +91,9 @@ def run(args: argparse.Namespace) -> int:
         try:  # found out now, not after the search
             args.out.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"--out {args.out}: cannot create the folder ({exc.strerror}).") \
-                from None
+            raise UsageError(
+                f"--out {args.out}: cannot create the folder ({exc.strerror})."
+            ) from None
 
     from bench.sweep.search import run_tune
 

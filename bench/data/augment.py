@@ -56,8 +56,14 @@ class ImageAugment:
 # the paper gives no jitter probability or grayscale, so p = 0.8 (SimCLR's) and no grayscale.
 PRESETS = {
     "simclr": ImageAugment(),
-    "cloa": ImageAugment(crop_scale=(0.8, 1.0), brightness=0.2, contrast=0.2, saturation=0.2,
-                         hue=0.1, grayscale_p=0.0),
+    "cloa": ImageAugment(
+        crop_scale=(0.8, 1.0),
+        brightness=0.2,
+        contrast=0.2,
+        saturation=0.2,
+        hue=0.1,
+        grayscale_p=0.0,
+    ),
 }
 
 
@@ -89,9 +95,15 @@ def _uniform(n: int, g: torch.Generator, lo: float, hi: float) -> torch.Tensor:
     return (lo + (hi - lo) * _rand(n, g)).float()
 
 
-def sample_crop_params(n: int, height: int, width: int, scale: tuple[float, float],
-                       ratio: tuple[float, float], generator: torch.Generator,
-                       attempts: int = 10) -> CropParams:
+def sample_crop_params(
+    n: int,
+    height: int,
+    width: int,
+    scale: tuple[float, float],
+    ratio: tuple[float, float],
+    generator: torch.Generator,
+    attempts: int = 10,
+) -> CropParams:
     """`RandomResizedCrop.make_params` for n samples at once, on the generator's device."""
     g = generator
     area = height * width
@@ -121,7 +133,9 @@ def sample_crop_params(n: int, height: int, width: int, scale: tuple[float, floa
     return CropParams(top, left, h, w)
 
 
-def resized_crop(x: torch.Tensor, box: CropParams, flip: torch.Tensor | None = None) -> torch.Tensor:
+def resized_crop(
+    x: torch.Tensor, box: CropParams, flip: torch.Tensor | None = None
+) -> torch.Tensor:
     """Crop each float image to its box, resize back to H x W (bilinear), mirror where `flip`."""
     n, _, height, width = x.shape
     top, left, h, w = (t.to(x.device, x.dtype).view(n, 1) for t in box)
@@ -137,15 +151,31 @@ def resized_crop(x: torch.Tensor, box: CropParams, flip: torch.Tensor | None = N
     gy = v * (h / height) + ((2 * top + h) / height - 1)
     # torchvision resizes the *cropped* image, so its bilinear taps never leave the box: clamping
     # the sampling points to the centres of the box's edge pixels reproduces that exactly.
-    gx = torch.minimum(torch.maximum(gx, (2 * left + 1) / width - 1), (2 * (left + w) - 1) / width - 1)
-    gy = torch.minimum(torch.maximum(gy, (2 * top + 1) / height - 1), (2 * (top + h) - 1) / height - 1)
-    grid = torch.stack([gx.view(n, 1, width).expand(n, height, width),
-                        gy.view(n, height, 1).expand(n, height, width)], dim=3)
+    gx = torch.minimum(
+        torch.maximum(gx, (2 * left + 1) / width - 1), (2 * (left + w) - 1) / width - 1
+    )
+    gy = torch.minimum(
+        torch.maximum(gy, (2 * top + 1) / height - 1), (2 * (top + h) - 1) / height - 1
+    )
+    grid = torch.stack(
+        [
+            gx.view(n, 1, width).expand(n, height, width),
+            gy.view(n, height, 1).expand(n, height, width),
+        ],
+        dim=3,
+    )
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
-def sample_jitter_params(n: int, brightness: float, contrast: float, saturation: float,
-                         hue: float, p: float, generator: torch.Generator) -> JitterParams:
+def sample_jitter_params(
+    n: int,
+    brightness: float,
+    contrast: float,
+    saturation: float,
+    hue: float,
+    p: float,
+    generator: torch.Generator,
+) -> JitterParams:
     """`ColorJitter.make_params` (and RandomApply's coin) for n samples at once."""
     g = generator
     b = _uniform(n, g, max(0.0, 1 - brightness), 1 + brightness)
@@ -165,7 +195,12 @@ def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
     if x.shape[1] == 1:
         return x
     r, g, b = x.unbind(dim=1)
-    return r.mul(GRAY_WEIGHTS[0]).add_(g, alpha=GRAY_WEIGHTS[1]).add_(b, alpha=GRAY_WEIGHTS[2]).unsqueeze(1)
+    return (
+        r.mul(GRAY_WEIGHTS[0])
+        .add_(g, alpha=GRAY_WEIGHTS[1])
+        .add_(b, alpha=GRAY_WEIGHTS[2])
+        .unsqueeze(1)
+    )
 
 
 def _blend(x: torch.Tensor, other: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
@@ -201,8 +236,11 @@ def adjust_hue(x: torch.Tensor, f: torch.Tensor) -> torch.Tensor:
     crange = maxc - torch.minimum(torch.minimum(r, g), b)
     is_r, is_g = maxc == r, maxc == g
     # Grey pixels (range 0) get hue 0 like torchvision's; their output is max whatever the hue.
-    num = torch.where(is_r, g - b, torch.where(is_g, (b - r).add_(crange, alpha=2.0),
-                                               (r - g).add_(crange, alpha=4.0)))
+    num = torch.where(
+        is_r,
+        g - b,
+        torch.where(is_g, (b - r).add_(crange, alpha=2.0), (r - g).add_(crange, alpha=4.0)),
+    )
     h6 = num.div_(torch.where(crange == 0, 1.0, crange)).add_(_col(f * 6.0).squeeze(1))
     # (5, 3, 1) made on the device: a tensor from a Python list would be a synchronous copy.
     sectors = torch.arange(5.0, 0.0, -2.0, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
@@ -238,7 +276,9 @@ def color_jitter(x: torch.Tensor, p: JitterParams, sync_free: bool | None = None
     return x
 
 
-def _masked_hue(x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor, sync_free: bool) -> torch.Tensor:
+def _masked_hue(
+    x: torch.Tensor, f: torch.Tensor, mask: torch.Tensor, sync_free: bool
+) -> torch.Tensor:
     if sync_free:
         return torch.where(_col(mask), adjust_hue(x, f), x)
     idx = mask.nonzero().squeeze(1)
@@ -258,13 +298,17 @@ def grayscale(x: torch.Tensor, coin: torch.Tensor, sync_free: bool | None = None
 
 
 class TwoViews(Protocol):
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def _check_generator(x: torch.Tensor, g: torch.Generator) -> None:
     if g.device.type != x.device.type:
-        raise ValueError(f"the augmentation generator is on {g.device} but the data is on "
-                         f"{x.device}; create it with torch.Generator(device=x.device).")
+        raise ValueError(
+            f"the augmentation generator is on {g.device} but the data is on "
+            f"{x.device}; create it with torch.Generator(device=x.device)."
+        )
 
 
 class _Normalizer:
@@ -282,8 +326,10 @@ class _Normalizer:
             shape = (1, len(self.mean), 1, 1)
             mean = torch.tensor(self.mean, dtype=torch.float64).view(shape)
             std = torch.tensor(self.std, dtype=torch.float64).view(shape)
-            self._cache[x.device] = ((-mean / std).float().to(x.device),
-                                     (1 / std).float().to(x.device))
+            self._cache[x.device] = (
+                (-mean / std).float().to(x.device),
+                (1 / std).float().to(x.device),
+            )
         shift, scale = self._cache[x.device]
         return torch.addcmul(shift, x, scale, out=out)  # (x - mean) / std in one pass
 
@@ -311,20 +357,32 @@ class ImageTwoViews:
     per element than whole-batch ops on the 2-core machine); on accelerators in one piece.
     """
 
-    def __init__(self, spec: ImageAugment, mean: tuple[float, ...], std: tuple[float, ...],
-                 chunk_elems: int = 64 * 3 * 32 * 32) -> None:
+    def __init__(
+        self,
+        spec: ImageAugment,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        chunk_elems: int = 64 * 3 * 32 * 32,
+    ) -> None:
         self.spec, self.normalize, self.chunk_elems = spec, _Normalizer(mean, std), chunk_elems
 
     def sample(self, m: int, height: int, width: int, g: torch.Generator) -> ViewParams:
         s = self.spec
         box = sample_crop_params(m, height, width, s.crop_scale, s.crop_ratio, g)
         flip = _rand(m, g) < s.flip_p
-        jitter = None if s.jitter_p <= 0 else sample_jitter_params(
-            m, s.brightness, s.contrast, s.saturation, s.hue, s.jitter_p, g)
+        jitter = (
+            None
+            if s.jitter_p <= 0
+            else sample_jitter_params(
+                m, s.brightness, s.contrast, s.saturation, s.hue, s.jitter_p, g
+            )
+        )
         gray = None if s.grayscale_p <= 0 else _rand(m, g) < s.grayscale_p
         return ViewParams(box, flip, jitter, gray)
 
-    def apply(self, x: torch.Tensor, p: ViewParams, out: torch.Tensor | None = None) -> torch.Tensor:
+    def apply(
+        self, x: torch.Tensor, p: ViewParams, out: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Augment float images in [0, 1] with given parameters, normalise (into `out`)."""
         v = resized_crop(x, p.box, p.flip)
         if p.jitter is not None:
@@ -333,7 +391,9 @@ class ImageTwoViews:
             v = grayscale(v, p.gray)
         return self.normalize(v, out=out)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         _check_generator(x, generator)
         n, c, height, width = x.shape
         params = self.sample(2 * n, height, width, generator)
@@ -364,11 +424,15 @@ class VectorTwoViews:
 
     def __init__(self, noise: float, sign_flip: str = "random") -> None:
         if sign_flip not in SIGN_FLIPS:
-            raise ConfigError(f"config key 'dataset_params.sign_flip' has value {sign_flip!r}; it "
-                              f"must be one of {SIGN_FLIPS}.")
+            raise ConfigError(
+                f"config key 'dataset_params.sign_flip' has value {sign_flip!r}; it "
+                f"must be one of {SIGN_FLIPS}."
+            )
         self.noise, self.sign_flip = noise, sign_flip
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         _check_generator(x, generator)
         n = len(x)
         x = torch.cat([x.float(), x.float()])
@@ -387,7 +451,9 @@ class NoAugment:
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         self.normalize = _Normalizer(mean, std)
 
-    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(
+        self, x: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         v = self.normalize(x)
         return v, v
 
@@ -397,16 +463,21 @@ def build_augment(preset: str | ImageAugment, dataset: Dataset) -> TwoViews:
     if isinstance(preset, ImageAugment):
         spec = preset
     elif preset not in AUGMENT_PRESETS:
-        raise ConfigError(f"config key 'augment' has value {preset!r}; it must be one of "
-                          f"{AUGMENT_PRESETS}.")
+        raise ConfigError(
+            f"config key 'augment' has value {preset!r}; it must be one of {AUGMENT_PRESETS}."
+        )
     elif preset == "none":
         return NoAugment(dataset.mean, dataset.std)
     elif dataset.kind == "vector":
         if preset != "auto":
-            raise ConfigError(f"config key 'augment' has value {preset!r}, an image preset, but "
-                              f"dataset {dataset.name!r} is vector data; use 'auto' or 'none'.")
-        return VectorTwoViews(float(dataset.params.get("view_noise", 0.1)),
-                              str(dataset.params.get("sign_flip", "random")))
+            raise ConfigError(
+                f"config key 'augment' has value {preset!r}, an image preset, but "
+                f"dataset {dataset.name!r} is vector data; use 'auto' or 'none'."
+            )
+        return VectorTwoViews(
+            float(dataset.params.get("view_noise", 0.1)),
+            str(dataset.params.get("sign_flip", "random")),
+        )
     else:
         spec = PRESETS["simclr" if preset == "auto" else preset]
     if dataset.kind != "image":

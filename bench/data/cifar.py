@@ -23,8 +23,15 @@ CIFAR100_MEAN = (0.5071, 0.4865, 0.4409)
 CIFAR100_STD = (0.2673, 0.2564, 0.2762)
 
 
-def _load(name: str, cls_name: str, root: Path, download: bool, num_classes: int,
-          mean: tuple[float, ...], std: tuple[float, ...]) -> Dataset:
+def _load(
+    name: str,
+    cls_name: str,
+    root: Path,
+    download: bool,
+    num_classes: int,
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+) -> Dataset:
     from torchvision import datasets
 
     cls = getattr(datasets, cls_name)
@@ -50,10 +57,15 @@ def _load(name: str, cls_name: str, root: Path, download: bool, num_classes: int
         return torch.from_numpy(np.ascontiguousarray(data.transpose(0, 3, 1, 2)))
 
     return Dataset(
-        name, "image",
-        to_nchw(train.data), torch.as_tensor(train.targets, dtype=torch.int64),
-        to_nchw(test.data), torch.as_tensor(test.targets, dtype=torch.int64),
-        num_classes=num_classes, mean=mean, std=std,
+        name,
+        "image",
+        to_nchw(train.data),
+        torch.as_tensor(train.targets, dtype=torch.int64),
+        to_nchw(test.data),
+        torch.as_tensor(test.targets, dtype=torch.int64),
+        num_classes=num_classes,
+        mean=mean,
+        std=std,
     )
 
 

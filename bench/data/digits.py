@@ -44,8 +44,14 @@ def load_digits(
     scaled = train_x.double() / 255.0
     mean, std = (float(scaled.mean()),), (float(scaled.std()),)
     return Dataset(
-        "digits", "image", train_x, torch.from_numpy(tr_y),
-        torch.from_numpy(np.ascontiguousarray(te_x)), torch.from_numpy(te_y),
-        num_classes=10, mean=mean, std=std,
+        "digits",
+        "image",
+        train_x,
+        torch.from_numpy(tr_y),
+        torch.from_numpy(np.ascontiguousarray(te_x)),
+        torch.from_numpy(te_y),
+        num_classes=10,
+        mean=mean,
+        std=std,
         params=dict(test_fraction=test_fraction, split_random_state=split_random_state),
     )

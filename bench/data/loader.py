@@ -22,8 +22,14 @@ class DeviceBatches:
     fresh permutation from it, so a seeded generator gives the same epochs on every run.
     """
 
-    def __init__(self, n: int, batch_size: int, device: torch.device | str,
-                 generator: torch.Generator, drop_last: bool = True) -> None:
+    def __init__(
+        self,
+        n: int,
+        batch_size: int,
+        device: torch.device | str,
+        generator: torch.Generator,
+        drop_last: bool = True,
+    ) -> None:
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ConfigError(f"config key 'batch_size' has value {batch_size!r}; it must be >= 1.")
         if drop_last and batch_size > n:
@@ -65,8 +71,15 @@ class ClassBatches:
             labelled samples, or a class has fewer than K labelled samples.
     """
 
-    def __init__(self, labels: torch.Tensor, batch_size: int, classes_per_batch: int, steps: int,
-                 generator: torch.Generator, fraction: float | None = None) -> None:
+    def __init__(
+        self,
+        labels: torch.Tensor,
+        batch_size: int,
+        classes_per_batch: int,
+        steps: int,
+        generator: torch.Generator,
+        fraction: float | None = None,
+    ) -> None:
         p = classes_per_batch
         if p < 1 or batch_size % p:
             raise ConfigError(

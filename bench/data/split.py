@@ -46,8 +46,14 @@ def _stratified_prefix(y: torch.Tensor, fraction: float, seed: int, minimum: int
 
 def labelled_mask(labels: torch.Tensor, fraction: float, split_seed: int) -> torch.Tensor:
     """Bool mask (on `labels`' device) of the labelled samples; labels < 0 are never labelled."""
-    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 <= fraction <= 1:
-        raise ConfigError(f"config key 'label_fraction' has value {fraction!r}; it must be in [0, 1].")
+    if (
+        not isinstance(fraction, (int, float))
+        or isinstance(fraction, bool)
+        or not 0 <= fraction <= 1
+    ):
+        raise ConfigError(
+            f"config key 'label_fraction' has value {fraction!r}; it must be in [0, 1]."
+        )
     y = labels.detach().to("cpu", torch.int64)
     return _stratified_prefix(y, fraction, split_seed, minimum=1).to(labels.device)
 
@@ -64,10 +70,18 @@ def validation_mask(labels: torch.Tensor, fraction: float, split_seed: int) -> t
     Per class `floor(f * n_c + 0.5)` samples (possibly 0 for a tiny class), so a class is never
     emptied from the training set by a fraction below 0.5.
     """
-    if not isinstance(fraction, (int, float)) or isinstance(fraction, bool) or not 0 <= fraction < 0.5:
-        raise ConfigError(f"config key 'val_fraction' has value {fraction!r}; it must be in [0, 0.5).")
+    if (
+        not isinstance(fraction, (int, float))
+        or isinstance(fraction, bool)
+        or not 0 <= fraction < 0.5
+    ):
+        raise ConfigError(
+            f"config key 'val_fraction' has value {fraction!r}; it must be in [0, 0.5)."
+        )
     y = labels.detach().to("cpu", torch.int64)
-    return _stratified_prefix(y, fraction, split_seed + VAL_SEED_OFFSET, minimum=0).to(labels.device)
+    return _stratified_prefix(y, fraction, split_seed + VAL_SEED_OFFSET, minimum=0).to(
+        labels.device
+    )
 
 
 def carve_validation(ds: Dataset, fraction: float, split_seed: int) -> Dataset:
@@ -79,6 +93,9 @@ def carve_validation(ds: Dataset, fraction: float, split_seed: int) -> Dataset:
     held = validation_mask(ds.train_y, fraction, split_seed)
     keep = ~held
     return dataclasses.replace(
-        ds, train_x=ds.train_x[keep], train_y=ds.train_y[keep],
-        val_x=ds.train_x[held], val_y=ds.train_y[held],
+        ds,
+        train_x=ds.train_x[keep],
+        train_y=ds.train_y[keep],
+        val_x=ds.train_x[held],
+        val_y=ds.train_y[held],
     )

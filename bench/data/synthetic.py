@@ -51,8 +51,13 @@ def load_synthetic_subspaces(
     for key, v in (("n_train", n_train), ("n_test", n_test)):
         check_param(name, key, v, _is_int(v) and v >= k, f"an integer >= k ({k})")
     check_param(name, "seed", seed, _is_int(seed), "an integer")
-    check_param(name, "sign_flip", sign_flip, sign_flip in ("random", "always"),
-                "'random' (each view's sign drawn at random) or 'always' (CLOA: -x + noise)")
+    check_param(
+        name,
+        "sign_flip",
+        sign_flip,
+        sign_flip in ("random", "always"),
+        "'random' (each view's sign drawn at random) or 'always' (CLOA: -x + noise)",
+    )
 
     g = torch.Generator().manual_seed(seed)
     directions = torch.randn(k, m, generator=g, dtype=torch.float64)
@@ -67,6 +72,14 @@ def load_synthetic_subspaces(
 
     train_x, train_y = draw(n_train)
     test_x, test_y = draw(n_test)
-    params = dict(k=k, m=m, noise=noise, view_noise=view_noise, sign_flip=sign_flip,
-                  n_train=n_train, n_test=n_test, seed=seed)
+    params = dict(
+        k=k,
+        m=m,
+        noise=noise,
+        view_noise=view_noise,
+        sign_flip=sign_flip,
+        n_train=n_train,
+        n_test=n_test,
+        seed=seed,
+    )
     return Dataset(name, "vector", train_x, train_y, test_x, test_y, num_classes=k, params=params)

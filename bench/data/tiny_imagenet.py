@@ -58,7 +58,9 @@ def _scan(base: Path, wnids: list[str]) -> tuple[list[Path], list[int], list[Pat
     for w in wnids:
         files = sorted((base / "train" / w / "images").glob("*.JPEG"))
         if not files:
-            raise DataError(f"dataset 'tiny_imagenet' has no images in {base / 'train' / w / 'images'}.")
+            raise DataError(
+                f"dataset 'tiny_imagenet' has no images in {base / 'train' / w / 'images'}."
+            )
         train_paths += files
         train_y += [index[w]] * len(files)
     ann = base / "val" / "val_annotations.txt"
@@ -93,8 +95,9 @@ def load_tiny_imagenet(root: Path, download: bool, *, cache: bool = True) -> Dat
     if cache and cache_file.is_file():
         blob = torch.load(cache_file, mmap=True, weights_only=True)
         if blob.get("wnids") == wnids:
-            return _dataset(blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"],
-                            len(wnids), cache)
+            return _dataset(
+                blob["train_x"], blob["train_y"], blob["test_x"], blob["test_y"], len(wnids), cache
+            )
 
     train_paths, train_y, val_paths, val_y = _scan(base, wnids)
     train_x, test_x = _decode(train_paths), _decode(val_paths)
@@ -110,7 +113,23 @@ def load_tiny_imagenet(root: Path, download: bool, *, cache: bool = True) -> Dat
     return _dataset(train_x, tr_y, test_x, te_y, len(wnids), cache)
 
 
-def _dataset(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-             test_y: torch.Tensor, num_classes: int, cache: bool) -> Dataset:
-    return Dataset("tiny_imagenet", "image", train_x, train_y, test_x, test_y, num_classes,
-                   mean=MEAN, std=STD, params=dict(cache=cache))
+def _dataset(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    num_classes: int,
+    cache: bool,
+) -> Dataset:
+    return Dataset(
+        "tiny_imagenet",
+        "image",
+        train_x,
+        train_y,
+        test_x,
+        test_y,
+        num_classes,
+        mean=MEAN,
+        std=STD,
+        params=dict(cache=cache),
+    )

@@ -87,8 +87,10 @@ def _family_literal(source: str, module: str) -> dict[str, Any] | None:
             try:
                 spec = ast.literal_eval(value)
             except ValueError:
-                raise TypeError(f"bench.metrics.{module}: FAMILY must be a literal dict (it is "
-                                "read without importing the module).") from None
+                raise TypeError(
+                    f"bench.metrics.{module}: FAMILY must be a literal dict (it is "
+                    "read without importing the module)."
+                ) from None
             if not isinstance(spec, dict):
                 raise TypeError(f"bench.metrics.{module}: FAMILY must be a dict.")
             return spec
@@ -99,10 +101,13 @@ def _family(module: str, spec: dict[str, Any]) -> Family:
     unknown = sorted(set(spec) - {"scope", "keys", "final_only", "needs"})
     keys = spec.get("keys")
     if unknown or spec.get("scope") not in SCOPES or not isinstance(keys, tuple) or not keys:
-        raise TypeError(f"bench.metrics.{module}: FAMILY needs a 'scope' in {SCOPES} and a "
-                        f"non-empty tuple of 'keys' (unknown entries: {unknown or 'none'}).")
-    return Family(module, spec["scope"], keys, bool(spec.get("final_only", False)),
-                  spec.get("needs"))
+        raise TypeError(
+            f"bench.metrics.{module}: FAMILY needs a 'scope' in {SCOPES} and a "
+            f"non-empty tuple of 'keys' (unknown entries: {unknown or 'none'})."
+        )
+    return Family(
+        module, spec["scope"], keys, bool(spec.get("final_only", False)), spec.get("needs")
+    )
 
 
 def families(scope: str) -> tuple[Family, ...]:

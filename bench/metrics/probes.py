@@ -167,7 +167,8 @@ def _fit(
     """AdamW or SGD (momentum 0.9) + cosine decay to 0, cross-entropy, a permutation per epoch."""
     if optimizer == "sgd":
         opt: torch.optim.Optimizer = torch.optim.SGD(
-            head.parameters(), lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay)
+            head.parameters(), lr=lr, momentum=SGD_MOMENTUM, weight_decay=weight_decay
+        )
     else:
         opt = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=weight_decay)
     n = x.shape[0]
@@ -196,8 +197,9 @@ def default_lr(optimizer: str, hidden: Sequence[int], in_dim: int) -> float:
 class Probe:
     """A trained head and the feature transform it was trained with; `score` any split."""
 
-    def __init__(self, head: nn.Module | None, transform: Callable[[Tensor], Tensor],
-                 num_classes: int) -> None:
+    def __init__(
+        self, head: nn.Module | None, transform: Callable[[Tensor], Tensor], num_classes: int
+    ) -> None:
         self.head, self.transform, self.num_classes = head, transform, num_classes
 
     @torch.no_grad()
@@ -231,8 +233,10 @@ def fit_probe(
     representation that collapsed in scale stays collapsed for the probe.
     """
     if features not in FEATURES or optimizer not in OPTIMIZERS:
-        raise ValueError(f"fit_probe needs features in {FEATURES} and optimizer in {OPTIMIZERS}, "
-                         f"got features={features!r}, optimizer={optimizer!r}.")
+        raise ValueError(
+            f"fit_probe needs features in {FEATURES} and optimizer in {OPTIMIZERS}, "
+            f"got features={features!r}, optimizer={optimizer!r}."
+        )
     device = train_x.device
     train_y = train_y.to(device).long()
     keep = train_y >= 0
@@ -294,9 +298,19 @@ def train_probe(
     sample. Raises ValueError for mismatched shapes or an empty labelled set.
     """
     _check_inputs(train_x, train_y, test_x, test_y, num_classes)
-    probe = fit_probe(train_x, train_y, num_classes, hidden=hidden, epochs=epochs,
-                      batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
-                      features=features, optimizer=optimizer)
+    probe = fit_probe(
+        train_x,
+        train_y,
+        num_classes,
+        hidden=hidden,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        seed=seed,
+        features=features,
+        optimizer=optimizer,
+    )
     return probe.score(test_x, test_y)
 
 
@@ -320,9 +334,18 @@ def scores(
     out: dict[str, float] = {}
     with torch.enable_grad():
         for name, hidden in (("linear", ()), ("ffn", ffn_widths(cfg))):
-            probe = fit_probe(bank, bank_y, num_classes, hidden=hidden, epochs=cfg.probe_epochs,
-                              batch_size=cfg.probe_batch_size, lr=cfg.probe_lr, seed=cfg.seed,
-                              features=cfg.probe_features, optimizer=cfg.probe_optimizer)
+            probe = fit_probe(
+                bank,
+                bank_y,
+                num_classes,
+                hidden=hidden,
+                epochs=cfg.probe_epochs,
+                batch_size=cfg.probe_batch_size,
+                lr=cfg.probe_lr,
+                seed=cfg.seed,
+                features=cfg.probe_features,
+                optimizer=cfg.probe_optimizer,
+            )
             for prefix, (query, query_y) in queries.items():
                 top1, top5 = probe.score(query, query_y)
                 out[f"{prefix}{name}_top1"], out[f"{prefix}{name}_top5"] = top1, top5

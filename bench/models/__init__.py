@@ -18,8 +18,9 @@ from bench.models.projector import build_projector
 class Encoder(nn.Module):
     """forward(x) -> (h, z): h = backbone features (for evaluation), z = projector(h) (for the loss)."""
 
-    def __init__(self, backbone: nn.Module, feature_dim: int, projector: nn.Module,
-                 embed_dim: int) -> None:
+    def __init__(
+        self, backbone: nn.Module, feature_dim: int, projector: nn.Module, embed_dim: int
+    ) -> None:
         super().__init__()
         self.backbone, self.projector = backbone, projector
         self.feature_dim, self.embed_dim = feature_dim, embed_dim
@@ -32,16 +33,28 @@ class Encoder(nn.Module):
 def build_encoder(cfg: TrialConfig, dataset: Dataset) -> Encoder:
     """The trial's encoder; an unknown or unsuitable backbone is a one-sentence ConfigError."""
     if cfg.backbone not in BACKBONES:
-        raise ConfigError(f"config key 'backbone' has value {cfg.backbone!r}; it must be one of "
-                          f"{', '.join(BACKBONES)}.")
+        raise ConfigError(
+            f"config key 'backbone' has value {cfg.backbone!r}; it must be one of "
+            f"{', '.join(BACKBONES)}."
+        )
     if cfg.backbone != "mlp" and dataset.kind != "image":
-        raise ConfigError(f"config key 'backbone' has value {cfg.backbone!r}, which needs images, "
-                          f"but dataset {dataset.name!r} is vector data; use 'mlp'.")
-    backbone, feature_dim = build_backbone(cfg.backbone, dataset.input_shape,
-                                           cifar_stem=cfg.cifar_stem, mlp_hidden=cfg.mlp_hidden)
+        raise ConfigError(
+            f"config key 'backbone' has value {cfg.backbone!r}, which needs images, "
+            f"but dataset {dataset.name!r} is vector data; use 'mlp'."
+        )
+    backbone, feature_dim = build_backbone(
+        cfg.backbone, dataset.input_shape, cifar_stem=cfg.cifar_stem, mlp_hidden=cfg.mlp_hidden
+    )
     projector, embed_dim = build_projector(feature_dim, cfg.projector)
     return Encoder(backbone, feature_dim, projector, embed_dim)
 
 
-__all__ = ["BACKBONES", "Encoder", "MLPBackbone", "apply_cifar_stem", "build_backbone",
-           "build_encoder", "build_projector"]
+__all__ = [
+    "BACKBONES",
+    "Encoder",
+    "MLPBackbone",
+    "apply_cifar_stem",
+    "build_backbone",
+    "build_encoder",
+    "build_projector",
+]

@@ -43,14 +43,20 @@ def apply_cifar_stem(model: nn.Module) -> nn.Module:
     """Replace a timm ResNet's conv1 with 3x3 stride 1 (same channels) and its max-pool with Identity."""
     old = model.conv1
     assert isinstance(old, nn.Conv2d), f"{type(model).__name__}.conv1 is not a convolution"
-    model.conv1 = nn.Conv2d(old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1,
-                            bias=False)
+    model.conv1 = nn.Conv2d(
+        old.in_channels, old.out_channels, kernel_size=3, stride=1, padding=1, bias=False
+    )
     model.maxpool = nn.Identity()
     return model
 
 
-def build_backbone(name: str, input_shape: Sequence[int], *, cifar_stem: bool = True,
-                   mlp_hidden: Sequence[int] = (512, 512, 512)) -> tuple[nn.Module, int]:
+def build_backbone(
+    name: str,
+    input_shape: Sequence[int],
+    *,
+    cifar_stem: bool = True,
+    mlp_hidden: Sequence[int] = (512, 512, 512),
+) -> tuple[nn.Module, int]:
     """(module, feature_dim) for a backbone name; the caller validates `name` against BACKBONES."""
     if name == "mlp":
         mlp = MLPBackbone(math.prod(input_shape), mlp_hidden)

@@ -31,16 +31,39 @@ DEFAULT_METRICS = ("m_linear_top1", "m_knn_top1")
 # the class count of the chance level (bench.report.columns asks the store for these).
 METRIC_INPUTS = ("m_h_nvar", "m_h_dead", "m_h_rankme", "m_num_classes")
 # Probe settings (p_* columns) that say which probe produced a linear/FFN number.
-PROBE_PARAMS = ("p_probe_features", "p_probe_optimizer", "p_probe_lr", "p_probe_batch_size",
-                "p_probe_epochs", "p_ffn_hidden")
+PROBE_PARAMS = (
+    "p_probe_features",
+    "p_probe_optimizer",
+    "p_probe_lr",
+    "p_probe_batch_size",
+    "p_probe_epochs",
+    "p_ffn_hidden",
+)
 # Class counts of the built-in datasets, for stores without m_num_classes.
 CLASSES = {"digits": 10, "cifar10": 10, "cifar100": 100, "tiny_imagenet": 200}
 SUBSPACES = "synthetic_subspaces"  # classes = dataset_params["k"], default 3
 UNKNOWN_DATASET = "unknown"
 # Columns a cell keeps besides the m_* metrics.
-KEEP = ("sweep_id", "trial_id", "loss", "base_loss", "addon", "seed", "status", "final", "epoch",
-         "label_fraction", "p_lr", "p_batch_size", "p_loss_params", "p_dataset", "written_at",
-         "p_dataset_params", "p_val_fraction", *PROBE_PARAMS)
+KEEP = (
+    "sweep_id",
+    "trial_id",
+    "loss",
+    "base_loss",
+    "addon",
+    "seed",
+    "status",
+    "final",
+    "epoch",
+    "label_fraction",
+    "p_lr",
+    "p_batch_size",
+    "p_loss_params",
+    "p_dataset",
+    "written_at",
+    "p_dataset_params",
+    "p_val_fraction",
+    *PROBE_PARAMS,
+)
 
 
 class MetricError(ValueError):
@@ -76,10 +99,14 @@ def select_cells(df: pd.DataFrame) -> pd.DataFrame:
     cells["label_fraction"] = cells["label_fraction"].astype(float)
     cells["entry"] = entry_names(cells)
     cells["entry_suffix"] = dataset_suffix(cells)
-    cells["dataset"] = (cells["p_dataset"].fillna(UNKNOWN_DATASET).astype(str)
-                        if "p_dataset" in cells.columns else UNKNOWN_DATASET)
-    cells["name"] = [e[: len(e) - len(x)] if x else e
-                     for e, x in zip(cells["entry"], cells["entry_suffix"])]
+    cells["dataset"] = (
+        cells["p_dataset"].fillna(UNKNOWN_DATASET).astype(str)
+        if "p_dataset" in cells.columns
+        else UNKNOWN_DATASET
+    )
+    cells["name"] = [
+        e[: len(e) - len(x)] if x else e for e, x in zip(cells["entry"], cells["entry_suffix"])
+    ]
     order_cols = ["sweep_id", "entry", "batch_size", "lr", "label_fraction", "seed", "trial_id"]
     return cells.sort_values(order_cols, kind="mergesort").reset_index(drop=True)
 
@@ -91,7 +118,7 @@ def _int_column(df: pd.DataFrame, col: str) -> np.ndarray:
 
 
 def dataset_suffix(cells: pd.DataFrame) -> pd.Series:
-    """" · <dataset>" for the rows of a sweep that ran several datasets, else "".
+    """ " · <dataset>" for the rows of a sweep that ran several datasets, else "".
 
     A sweep over two datasets (the demo's digits and synthetic subspaces) must never average or
     take the best over cells of different datasets, so each (loss, dataset) is its own entry.
@@ -136,9 +163,11 @@ def _compact(params_json: str) -> str:
 def available_metrics(cells: pd.DataFrame, finished_only: bool = False) -> list[str]:
     """Numeric m_* columns with at least one value (in a finished cell if asked), sorted."""
     rows = cells[cells["finished"]] if finished_only else cells
-    return sorted(c for c in cells.columns
-                  if c.startswith("m_") and pd.api.types.is_numeric_dtype(cells[c])
-                  and rows[c].notna().any())
+    return sorted(
+        c
+        for c in cells.columns
+        if c.startswith("m_") and pd.api.types.is_numeric_dtype(cells[c]) and rows[c].notna().any()
+    )
 
 
 def resolve_metric(cells: pd.DataFrame, name: str | None = None) -> str:
@@ -154,12 +183,16 @@ def resolve_metric(cells: pd.DataFrame, name: str | None = None) -> str:
             return "m_linear_top1"
         if "m_knn_top1" in available:
             return "m_knn_top1"
-        raise MetricError("the results have no m_linear_top1 or m_knn_top1 values; choose a "
-                          f"metric with --metric from: {_listing(available)}.")
+        raise MetricError(
+            "the results have no m_linear_top1 or m_knn_top1 values; choose a "
+            f"metric with --metric from: {_listing(available)}."
+        )
     col = name if name.startswith("m_") else f"m_{name}"
     if col not in available:
-        raise MetricError(f"unknown metric {name!r}: the metrics with values in these results are "
-                          f"{_listing(available)}.")
+        raise MetricError(
+            f"unknown metric {name!r}: the metrics with values in these results are "
+            f"{_listing(available)}."
+        )
     return col
 
 
@@ -231,8 +264,9 @@ def chance(cells: pd.DataFrame, metric: str) -> pd.Series:
 def score(cells: pd.DataFrame, col: str, floor: pd.Series | float = 0.0) -> pd.Series:
     """Metric values under the scoring rule in the module docstring (diverged -> `floor`, the
     chance level, when the value is missing; unfinished -> NaN)."""
-    values = cells[col].astype(float) if col in cells.columns else pd.Series(
-        np.nan, index=cells.index)
+    values = (
+        cells[col].astype(float) if col in cells.columns else pd.Series(np.nan, index=cells.index)
+    )
     floor = pd.Series(floor, index=cells.index) if np.isscalar(floor) else floor
     values = values.mask(cells["diverged"] & values.isna(), floor)
     return values.where(cells["finished"])
@@ -259,8 +293,9 @@ def selection_columns(cells: pd.DataFrame, metric: str) -> dict[str, str]:
     return out
 
 
-def collapse_flags(cells: pd.DataFrame, nvar_threshold: float, dead_threshold: float,
-                   rankme_threshold: float) -> tuple[pd.Series, pd.Series]:
+def collapse_flags(
+    cells: pd.DataFrame, nvar_threshold: float, dead_threshold: float, rankme_threshold: float
+) -> tuple[pd.Series, pd.Series]:
     """Per cell: collapsed (1.0/0.0, NaN when unknown or unfinished) and the rule that decided.
 
     A finished cell that did not diverge collapsed when its backbone features' normalised
@@ -268,9 +303,13 @@ def collapse_flags(cells: pd.DataFrame, nvar_threshold: float, dead_threshold: f
     `dead_threshold`; a cell without these (stores written before them) falls back to RankMe
     `m_h_rankme` < `rankme_threshold`. A diverged cell counts as diverged, not collapsed.
     """
+
     def col(name: str) -> pd.Series:
-        return (cells[name].astype(float) if name in cells.columns
-                else pd.Series(np.nan, index=cells.index))
+        return (
+            cells[name].astype(float)
+            if name in cells.columns
+            else pd.Series(np.nan, index=cells.index)
+        )
 
     nvar, dead, rankme = col("m_h_nvar"), col("m_h_dead"), col("m_h_rankme")
     has_new = nvar.notna() | dead.notna()
@@ -285,9 +324,16 @@ def collapse_flags(cells: pd.DataFrame, nvar_threshold: float, dead_threshold: f
     return flag, rule.where(cells["finished"] & ~cells["diverged"], "none")
 
 
-def add_scores(cells: pd.DataFrame, metric: str, top5: str | None, selection: dict[str, str],
-               *, nvar_threshold: float, dead_threshold: float,
-               rankme_threshold: float) -> pd.DataFrame:
+def add_scores(
+    cells: pd.DataFrame,
+    metric: str,
+    top5: str | None,
+    selection: dict[str, str],
+    *,
+    nvar_threshold: float,
+    dead_threshold: float,
+    rankme_threshold: float,
+) -> pd.DataFrame:
     """`cells` plus the columns every table, figure and leaderboard reads:
 
     chance, acc (the reported metric under the scoring rule), acc5 (its top-5 companion), sel
@@ -297,8 +343,9 @@ def add_scores(cells: pd.DataFrame, metric: str, top5: str | None, selection: di
     out = cells.copy()
     out["chance"] = chance(cells, metric).to_numpy()
     out["acc"] = score(cells, metric, out["chance"]).to_numpy()
-    out["acc5"] = (score(cells, top5, chance(cells, top5)).to_numpy() if top5
-                   else np.full(len(cells), np.nan))
+    out["acc5"] = (
+        score(cells, top5, chance(cells, top5)).to_numpy() if top5 else np.full(len(cells), np.nan)
+    )
     sel = np.full(len(cells), np.nan)
     sweeps = cells["sweep_id"].astype(str).to_numpy()
     for sweep, col in selection.items():
@@ -324,15 +371,29 @@ def completeness(cells: pd.DataFrame) -> pd.DataFrame:
     A trial is finished when every label fraction it is evaluated at has its final row.
     """
     per_trial = cells.groupby(["sweep_id", "entry", "trial_id"], sort=True).agg(
-        done=("finished", "all"), diverged=("diverged", "any"))
+        done=("finished", "all"), diverged=("diverged", "any")
+    )
     trials = per_trial.groupby(["sweep_id", "entry"], sort=True).agg(
-        trials_seen=("done", "size"), trials_done=("done", "sum"),
-        trials_diverged=("diverged", "sum"))
+        trials_seen=("done", "size"),
+        trials_done=("done", "sum"),
+        trials_diverged=("diverged", "sum"),
+    )
     cell_counts = cells.groupby(["sweep_id", "entry"], sort=True).agg(
-        cells_seen=("finished", "size"), cells_done=("finished", "sum"))
+        cells_seen=("finished", "size"), cells_done=("finished", "sum")
+    )
     out = trials.join(cell_counts).reset_index().rename(columns={"entry": "loss"})
     out["trials_running"] = out["trials_seen"] - out["trials_done"]
     for col in out.columns[2:]:
         out[col] = out[col].astype(int)
-    return out[["sweep_id", "loss", "trials_seen", "trials_done", "trials_running",
-                "trials_diverged", "cells_seen", "cells_done"]]
+    return out[
+        [
+            "sweep_id",
+            "loss",
+            "trials_seen",
+            "trials_done",
+            "trials_running",
+            "trials_diverged",
+            "cells_seen",
+            "cells_done",
+        ]
+    ]

@@ -28,8 +28,14 @@ def report_columns(metric: str | None) -> list[str]:
     """The store columns a report on `metric` (None: the default metric) needs."""
     from bench.store import METRIC_COLUMNS, SCHEMA
 
-    wanted = [*KEEP, "attempt", "step", *(c for m in DEFAULT_METRICS for c in _with_companions(m)),
-              *METRIC_INPUTS, *figures.columns()]
+    wanted = [
+        *KEEP,
+        "attempt",
+        "step",
+        *(c for m in DEFAULT_METRICS for c in _with_companions(m)),
+        *METRIC_INPUTS,
+        *figures.columns(),
+    ]
     if metric is not None:
         pair = _with_companions(metric)
         if pair[0] not in METRIC_COLUMNS and pair[0] not in wanted:

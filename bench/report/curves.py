@@ -55,7 +55,8 @@ def _summarise(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def _frame(cells: pd.DataFrame, values: pd.Series | np.ndarray) -> pd.DataFrame:
     return cells[[*GROUP, "seed", "finished", "diverged"]].assign(
-        v=np.asarray(values, dtype=float), is_collapsed=(cells["collapsed"] == 1).to_numpy())
+        v=np.asarray(values, dtype=float), is_collapsed=(cells["collapsed"] == 1).to_numpy()
+    )
 
 
 def lr_summary(cells: pd.DataFrame, values: pd.Series | np.ndarray) -> pd.DataFrame:
@@ -78,8 +79,9 @@ def score_summary(cells: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def entries(frame: pd.DataFrame,
-            cols: tuple[str, ...] = ("sweep_id", "entry")) -> list[tuple[str, str]]:
+def entries(
+    frame: pd.DataFrame, cols: tuple[str, ...] = ("sweep_id", "entry")
+) -> list[tuple[str, str]]:
     """Distinct (sweep, loss) in order of first appearance (callers sort in table order)."""
     return list(frame[list(cols)].drop_duplicates().itertuples(index=False, name=None))
 
@@ -90,19 +92,42 @@ def mark_states(ax: Axes, sub: pd.DataFrame, color: Any, x: str = "lr") -> None:
     bottom = ax.get_xaxis_transform()  # x in data, y in axes coordinates
     div = sub[sub["n_diverged"] > 0]
     if len(div):
-        ax.plot(div[x], np.full(len(div), 0.04), "x", color=color, ms=6, mew=1.6,
-                transform=bottom, clip_on=False)
+        ax.plot(
+            div[x],
+            np.full(len(div), 0.04),
+            "x",
+            color=color,
+            ms=6,
+            mew=1.6,
+            transform=bottom,
+            clip_on=False,
+        )
     for col, marker, size in (("n_collapsed", "v", 7), ("n_running", "o", 6)):
         if col not in sub.columns:
             continue
         part = sub[sub[col] > 0]
         on_line = part["mean"].notna()
         if on_line.any():
-            ax.plot(part[x][on_line], part["mean"][on_line], marker, mfc="white", mec=color,
-                    ms=size, mew=1.3)
+            ax.plot(
+                part[x][on_line],
+                part["mean"][on_line],
+                marker,
+                mfc="white",
+                mec=color,
+                ms=size,
+                mew=1.3,
+            )
         if (~on_line).any():
-            ax.plot(part[x][~on_line], np.full(int((~on_line).sum()), 0.1), marker, mfc="white",
-                    mec=color, ms=size, transform=bottom, clip_on=False)
+            ax.plot(
+                part[x][~on_line],
+                np.full(int((~on_line).sum()), 0.1),
+                marker,
+                mfc="white",
+                mec=color,
+                ms=size,
+                transform=bottom,
+                clip_on=False,
+            )
 
 
 def line(ax: Axes, sub: pd.DataFrame, st: dict[str, Any], x: str = "lr") -> None:
@@ -111,25 +136,45 @@ def line(ax: Axes, sub: pd.DataFrame, st: dict[str, Any], x: str = "lr") -> None
         ax.plot(sub[x][done], sub["mean"][done], ms=3.5, lw=1.4, **st)
         band = done & sub["low"].notna()
         if band.any():
-            ax.fill_between(sub[x][band], sub["low"][band], sub["high"][band],
-                            color=st["color"], alpha=0.15, lw=0)
+            ax.fill_between(
+                sub[x][band],
+                sub["low"][band],
+                sub["high"][band],
+                color=st["color"],
+                alpha=0.15,
+                lw=0,
+            )
     mark_states(ax, sub, st["color"], x)
 
 
-def legend(entries: list[tuple[str, str]], styles: Styles, multi: bool,
-           extra: Sequence[Line2D] = (), states: bool = True) -> tuple[list[Line2D], float]:
+def legend(
+    entries: list[tuple[str, str]],
+    styles: Styles,
+    multi: bool,
+    extra: Sequence[Line2D] = (),
+    states: bool = True,
+) -> tuple[list[Line2D], float]:
     """Handles for the entries (plain names: one figure is one dataset) and the state marks."""
-    handles = [Line2D([], [], ms=4, label=label(styles.name(s, e), s if multi else None),
-                      **styles(s, e)) for s, e in entries]
+    handles = [
+        Line2D([], [], ms=4, label=label(styles.name(s, e), s if multi else None), **styles(s, e))
+        for s, e in entries
+    ]
     handles += list(extra)
-    handles += [] if not states else [Line2D([], [], ls="", marker="x", color="0.3", label="diverged seed(s)"),
-                Line2D([], [], ls="", marker="v", mfc="white", mec="0.3", label="collapsed seed(s)"),
-                Line2D([], [], ls="", marker="o", mfc="white", mec="0.3", label="running")]
+    handles += (
+        []
+        if not states
+        else [
+            Line2D([], [], ls="", marker="x", color="0.3", label="diverged seed(s)"),
+            Line2D([], [], ls="", marker="v", mfc="white", mec="0.3", label="collapsed seed(s)"),
+            Line2D([], [], ls="", marker="o", mfc="white", mec="0.3", label="running"),
+        ]
+    )
     return handles, style.legend_width([str(h.get_label()) for h in handles])
 
 
-def ylim(frames: Sequence[pd.DataFrame], floor: float | None = None,
-          ceiling: float = 1.0) -> tuple[float, float]:
+def ylim(
+    frames: Sequence[pd.DataFrame], floor: float | None = None, ceiling: float = 1.0
+) -> tuple[float, float]:
     """One y range for every panel of a figure (panels compare at a glance)."""
     parts = [f[c].to_numpy(float) for f in frames for c in ("mean", "low", "high") if c in f]
     vals = np.concatenate(parts) if parts else np.array([])

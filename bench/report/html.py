@@ -28,8 +28,7 @@ from bench.report.markdown import (
     scopes,
 )
 
-_CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
-        "script-src 'unsafe-inline'")
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'"
 
 _CSS = """
 body{font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#1d232b;
@@ -112,12 +111,19 @@ def _grouped_head(columns: list[str], sep: str) -> str:
     return f"<tr>{''.join(top)}</tr><tr>{''.join(bottom)}</tr>"
 
 
-def table(frame: pd.DataFrame, *, keys: pd.DataFrame | None = None, table_id: str = "",
-          sortable: bool = False, group_sep: str | None = None) -> str:
+def table(
+    frame: pd.DataFrame,
+    *,
+    keys: pd.DataFrame | None = None,
+    table_id: str = "",
+    sortable: bool = False,
+    group_sep: str | None = None,
+) -> str:
     """An HTML table of `frame` (cells escaped); `keys` gives each cell's numeric sort key;
     `group_sep` splits column names into a two-row header (paper-style label-fraction groups)."""
-    attrs = (f' id="{esc(table_id)}"' if table_id else "") + (' class="sortable"' if sortable
-                                                                else "")
+    attrs = (f' id="{esc(table_id)}"' if table_id else "") + (
+        ' class="sortable"' if sortable else ""
+    )
     if group_sep:
         head = _grouped_head([str(c) for c in frame.columns], group_sep)
     else:
@@ -130,13 +136,22 @@ def table(frame: pd.DataFrame, *, keys: pd.DataFrame | None = None, table_id: st
             data = f' data-v="{esc(key)}"' if sortable else ""
             cells.append(f"<td{data}>{esc(value)}</td>")
         rows.append("<tr>" + "".join(cells) + "</tr>")
-    return (f'<div class="scroll"><table{attrs}><thead>{head}</thead><tbody>'
-            + "\n".join(rows) + "</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table{attrs}><thead>{head}</thead><tbody>'
+        + "\n".join(rows)
+        + "</tbody></table></div>"
+    )
 
 
-_BOARD_KEYS = {"rank": "rank", "score ± se [95% CI]": "score", "best (val-selected test)": "best",
-               "lr band (decades)": "lr_band", "diverged": "divergence_rate",
-               "collapsed": "collapse_rate", "seeds": "n_seeds"}
+_BOARD_KEYS = {
+    "rank": "rank",
+    "score ± se [95% CI]": "score",
+    "best (val-selected test)": "best",
+    "lr band (decades)": "lr_band",
+    "diverged": "divergence_rate",
+    "collapsed": "collapse_rate",
+    "seeds": "n_seeds",
+}
 
 
 def _leaderboard_keys(board: pd.DataFrame, shown: pd.DataFrame) -> pd.DataFrame:
@@ -157,9 +172,11 @@ def _paragraphs(lines: list[str], cls: str = "note") -> str:
 
 def _figure(spec: FigureSpec, images: dict[str, bytes]) -> str:
     uri = "data:image/png;base64," + base64.b64encode(images[spec.name]).decode("ascii")
-    return (f'<figure id="fig-{esc(spec.name)}"><h3>{esc(spec.title)}</h3>'
-            f'<img src="{uri}" alt="{esc(spec.title)}">'
-            f"<figcaption>{esc(spec.caption)}</figcaption></figure>")
+    return (
+        f'<figure id="fig-{esc(spec.name)}"><h3>{esc(spec.title)}</h3>'
+        f'<img src="{uri}" alt="{esc(spec.title)}">'
+        f"<figcaption>{esc(spec.caption)}</figcaption></figure>"
+    )
 
 
 def render_html(report: Report, images: dict[str, bytes]) -> str:
@@ -181,27 +198,44 @@ def render_html(report: Report, images: dict[str, bytes]) -> str:
     ]
     for heading, ident, board in scopes(report):
         shown = leaderboard_display(report, board)
-        parts += [f"<h3>{esc(heading)}</h3>",
-                  table(shown, keys=_leaderboard_keys(board, shown), table_id=ident,
-                        sortable=True)]
-    parts.append('<dl class="defs">' + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>"
-                                               for k, v in report.definitions) + "</dl>")
+        parts += [
+            f"<h3>{esc(heading)}</h3>",
+            table(shown, keys=_leaderboard_keys(board, shown), table_id=ident, sortable=True),
+        ]
+    parts.append(
+        '<dl class="defs">'
+        + "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in report.definitions)
+        + "</dl>"
+    )
     parts += [_figure(spec, images) for spec in report.figures if spec.headline]
     parts += ['<h2 id="tables">Comparison tables</h2>', _paragraphs(comparison_notes(report))]
     for ds, bs, wide in report.tables:
         parts += [f"<h3>{esc(ds)} · batch size {bs}</h3>", table(wide, group_sep=" labels ")]
     if report.against is not None:
-        parts += [f'<h2 id="against">Against {esc(", ".join(report.other_sweep_ids))}</h2>',
-                  _paragraphs(against_notes(report)), table(against_display(report))]
+        parts += [
+            f'<h2 id="against">Against {esc(", ".join(report.other_sweep_ids))}</h2>',
+            _paragraphs(against_notes(report)),
+            table(against_display(report)),
+        ]
     parts.append('<h2 id="figures">Figures</h2>')
     parts += [_figure(spec, images) for spec in report.figures if not spec.headline]
-    parts += ['<h2 id="completeness">Completeness</h2>', _paragraphs(completeness_lines(report)),
-              table(completeness_display(report)), "<h3>Grid</h3>", table(report.grids)]
+    parts += [
+        '<h2 id="completeness">Completeness</h2>',
+        _paragraphs(completeness_lines(report)),
+        table(completeness_display(report)),
+        "<h3>Grid</h3>",
+        table(report.grids),
+    ]
     if report.notes:
-        parts += ["<h2>Data notes</h2>", "<ul>" + "".join(f"<li>{esc(n)}</li>"
-                                                          for n in report.notes) + "</ul>"]
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n<body><main>\n"
-            + "\n".join(parts) + f"\n</main><script>{_JS}</script></body></html>\n")
+        parts += [
+            "<h2>Data notes</h2>",
+            "<ul>" + "".join(f"<li>{esc(n)}</li>" for n in report.notes) + "</ul>",
+        ]
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{esc(title)}</title><style>{_CSS}</style></head>\n<body><main>\n"
+        + "\n".join(parts)
+        + f"\n</main><script>{_JS}</script></body></html>\n"
+    )

@@ -32,9 +32,27 @@ import pandas as pd
 
 from bench.report.stats import MIN_SEEDS, mean_ci
 
-COLUMNS = ["dataset", "label_fraction", "rank", "loss", "sweep_id", "score", "score_se",
-           "score_low", "score_high", "vs_leader", "best", "best_se", "lr_band",
-           "divergence_rate", "collapse_rate", "n_seeds", "cells_done", "cells_seen", "entry"]
+COLUMNS = [
+    "dataset",
+    "label_fraction",
+    "rank",
+    "loss",
+    "sweep_id",
+    "score",
+    "score_se",
+    "score_low",
+    "score_high",
+    "vs_leader",
+    "best",
+    "best_se",
+    "lr_band",
+    "divergence_rate",
+    "collapse_rate",
+    "n_seeds",
+    "cells_done",
+    "cells_seen",
+    "entry",
+]
 ALL_FRACTIONS = "all"
 
 
@@ -112,8 +130,9 @@ def per_seed_score(score: np.ndarray, lrs: np.ndarray) -> np.ndarray:
     return _nanmean(per_lf, 1)
 
 
-def band_decades(means: np.ndarray, lrs: np.ndarray, yardstick: np.ndarray,
-                 fraction: float) -> np.ndarray:
+def band_decades(
+    means: np.ndarray, lrs: np.ndarray, yardstick: np.ndarray, fraction: float
+) -> np.ndarray:
     """Longest run of consecutive lrs with means[..., lr] >= fraction * yardstick[...], in
     decades (`lr_widths`); 0 when the yardstick is not above chance, NaN for a panel without
     data."""
@@ -148,8 +167,9 @@ def best_on_validation(grid: Grid) -> tuple[float, np.ndarray]:
 
 def yardsticks(cells: pd.DataFrame) -> pd.Series:
     """Per (batch size, label fraction): the best seed-mean cell score of any entry at any lr."""
-    means = cells.groupby(["sweep_id", "entry", "batch_size", "label_fraction", "lr"],
-                          sort=True)["score"].mean()
+    means = cells.groupby(["sweep_id", "entry", "batch_size", "label_fraction", "lr"], sort=True)[
+        "score"
+    ].mean()
     return means.groupby(level=["batch_size", "label_fraction"]).max()
 
 
@@ -167,13 +187,20 @@ def entry_row(cells: pd.DataFrame, yard: pd.Series, options: Options) -> dict[st
     known = finished & cells["collapsed"].notna().to_numpy()
     done = int(finished.sum())
     return {
-        "score": _clean(ci.mean), "score_se": _clean(ci.se), "score_low": _clean(ci.low),
-        "score_high": _clean(ci.high), "best": _clean(best), "best_se": _clean(best_ci.se),
+        "score": _clean(ci.mean),
+        "score_se": _clean(ci.se),
+        "score_low": _clean(ci.low),
+        "score_high": _clean(ci.high),
+        "best": _clean(best),
+        "best_se": _clean(best_ci.se),
         "lr_band": _clean(_nanmean(band, (0, 1))),
         "divergence_rate": _clean(cells["diverged"].sum() / done) if done else np.nan,
-        "collapse_rate": (_clean((cells["collapsed"].to_numpy() == 1)[known].mean())
-                          if known.any() else np.nan),
-        "n_seeds": ci.n, "cells_done": done, "cells_seen": len(cells),
+        "collapse_rate": (
+            _clean((cells["collapsed"].to_numpy() == 1)[known].mean()) if known.any() else np.nan
+        ),
+        "n_seeds": ci.n,
+        "cells_done": done,
+        "cells_seen": len(cells),
     }
 
 
@@ -198,8 +225,13 @@ def leaderboard(cells: pd.DataFrame, options: Options | None = None) -> pd.DataF
             rows = []
             for (sweep, entry), group in scope.groupby(["sweep_id", "entry"], sort=True):
                 row = entry_row(group, yard, options)
-                row.update(dataset=dataset, label_fraction=lf, loss=group["name"].iloc[0],
-                           sweep_id=sweep, entry=entry)
+                row.update(
+                    dataset=dataset,
+                    label_fraction=lf,
+                    loss=group["name"].iloc[0],
+                    sweep_id=sweep,
+                    entry=entry,
+                )
                 rows.append(row)
             boards.append(rank(pd.DataFrame(rows)))
     return pd.concat(boards, ignore_index=True)[COLUMNS]
@@ -208,8 +240,12 @@ def leaderboard(cells: pd.DataFrame, options: Options | None = None) -> pd.DataF
 def rank(board: pd.DataFrame) -> pd.DataFrame:
     """Sort one ranking by score (high first; ties by name, then sweep), number it, and mark
     every loss against the leader's 95% interval."""
-    board = board.sort_values(["score", "loss", "sweep_id"], ascending=[False, True, True],
-                              kind="mergesort", na_position="last").reset_index(drop=True)
+    board = board.sort_values(
+        ["score", "loss", "sweep_id"],
+        ascending=[False, True, True],
+        kind="mergesort",
+        na_position="last",
+    ).reset_index(drop=True)
     board["rank"] = np.arange(1, len(board) + 1)
     lead_low = board["score_low"].iloc[0]
     lead_high = board["score_high"].iloc[0]
@@ -231,40 +267,61 @@ def definitions(options: Options, metric: str, collapse_rule: str) -> list[tuple
     name = metric.removeprefix("m_")
     scope = "(dataset, label fraction)" if options.per_label_fraction else "dataset"
     return [
-        ("cell score", f"each (lr, batch size, label fraction, seed) cell scores its final test "
-                       f"{name} above chance, (acc - chance) / (1 - chance): 0 = guessing, 1 = "
-                       "perfect. A diverged cell scores chance (0); running cells are left out."),
-        ("score", "the rank key. Per seed, the mean cell score over the grid: over lrs weighted by "
-                  "the decades of lr each grid point covers (equal weights on an evenly "
-                  "log-spaced grid), over batch sizes, then over label fractions; the column is "
-                  "the mean over seeds ± its standard error (sd / sqrt(n)), with the 95% "
-                  f"t-interval (df = n - 1) from {MIN_SEEDS} seeds. A loss must be good across "
-                  "the grid to rank: one that never learns scores 0 however stable it is."),
-        ("vs leader", "tied: the loss's 95% interval overlaps the leader's; below: it does not; "
-                      f"too few seeds: the loss or the leader has fewer than {MIN_SEEDS}."),
-        ("best", "per label fraction, the test metric (raw, not above chance) at the (lr, batch "
-                 "size) with the best seed-mean validation metric; averaged over label "
-                 "fractions, ± se over seeds. Not the rank key."),
-        ("lr_band", f"per (batch size, label fraction) panel, the longest run of consecutive grid "
-                    f"lrs where the loss's seed-mean score is >= {pct} of the best seed-mean "
-                    "score any loss of this ranking reaches in the panel (one yardstick for "
-                    "all), in decades of lr (each lr covers the half-way points, in log10, to "
-                    "its neighbours); averaged over panels."),
+        (
+            "cell score",
+            f"each (lr, batch size, label fraction, seed) cell scores its final test "
+            f"{name} above chance, (acc - chance) / (1 - chance): 0 = guessing, 1 = "
+            "perfect. A diverged cell scores chance (0); running cells are left out.",
+        ),
+        (
+            "score",
+            "the rank key. Per seed, the mean cell score over the grid: over lrs weighted by "
+            "the decades of lr each grid point covers (equal weights on an evenly "
+            "log-spaced grid), over batch sizes, then over label fractions; the column is "
+            "the mean over seeds ± its standard error (sd / sqrt(n)), with the 95% "
+            f"t-interval (df = n - 1) from {MIN_SEEDS} seeds. A loss must be good across "
+            "the grid to rank: one that never learns scores 0 however stable it is.",
+        ),
+        (
+            "vs leader",
+            "tied: the loss's 95% interval overlaps the leader's; below: it does not; "
+            f"too few seeds: the loss or the leader has fewer than {MIN_SEEDS}.",
+        ),
+        (
+            "best",
+            "per label fraction, the test metric (raw, not above chance) at the (lr, batch "
+            "size) with the best seed-mean validation metric; averaged over label "
+            "fractions, ± se over seeds. Not the rank key.",
+        ),
+        (
+            "lr_band",
+            f"per (batch size, label fraction) panel, the longest run of consecutive grid "
+            f"lrs where the loss's seed-mean score is >= {pct} of the best seed-mean "
+            "score any loss of this ranking reaches in the panel (one yardstick for "
+            "all), in decades of lr (each lr covers the half-way points, in log10, to "
+            "its neighbours); averaged over panels.",
+        ),
         ("divergence_rate", "share of finished cells whose training diverged (non-finite loss)."),
-        ("collapse_rate", f"share of finished cells that did not diverge but collapsed: "
-                          f"{collapse_rule}."),
-        ("rank", f"one ranking per {scope} (never across datasets), by score, high first; ties "
-                 "by name."),
+        (
+            "collapse_rate",
+            f"share of finished cells that did not diverge but collapsed: {collapse_rule}.",
+        ),
+        (
+            "rank",
+            f"one ranking per {scope} (never across datasets), by score, high first; ties by name.",
+        ),
     ]
 
 
 def collapse_rule_text(options: Options, rules: set[str]) -> str:
     """The collapse rule as printed, for the rules the cells actually used."""
-    nvar = (f"the backbone features' normalised variance m_h_nvar = 1 - |mean(u)|^2 of the "
-            f"L2-normalised features u is below {options.nvar_threshold:g} (equivalently their "
-            f"per-dimension std is below sqrt({options.nvar_threshold:g} / d) of width d, vs "
-            f"1/sqrt(d) when healthy) or their share of zero-variance dimensions m_h_dead is at "
-            f"least {options.dead_threshold:g}")
+    nvar = (
+        f"the backbone features' normalised variance m_h_nvar = 1 - |mean(u)|^2 of the "
+        f"L2-normalised features u is below {options.nvar_threshold:g} (equivalently their "
+        f"per-dimension std is below sqrt({options.nvar_threshold:g} / d) of width d, vs "
+        f"1/sqrt(d) when healthy) or their share of zero-variance dimensions m_h_dead is at "
+        f"least {options.dead_threshold:g}"
+    )
     rankme = f"the backbone RankMe m_h_rankme is below {options.rankme_threshold:g}"
     if "nvar" in rules and "rankme" in rules:
         return f"{nvar}; for cells without these (older stores): {rankme}"

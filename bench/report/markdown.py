@@ -35,8 +35,10 @@ def table(frame: pd.DataFrame) -> str:
     """A GitHub-flavoured Markdown table of `frame` (all cells escaped)."""
     head = "| " + " | ".join(escape(c) for c in frame.columns) + " |"
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
-    body = ["| " + " | ".join(escape(v) for v in row) + " |"
-            for row in frame.itertuples(index=False, name=None)]
+    body = [
+        "| " + " | ".join(escape(v) for v in row) + " |"
+        for row in frame.itertuples(index=False, name=None)
+    ]
     return "\n".join([head, sep, *body])
 
 
@@ -69,11 +71,15 @@ def leaderboard_display(report: Report, board: pd.DataFrame) -> pd.DataFrame:
     if multi:
         out["sweep"] = board["sweep_id"]
     out["score ± se [95% CI]"] = [
-        _with_ci(v, se, lo, hi) for v, se, lo, hi in
-        zip(board["score"], board["score_se"], board["score_low"], board["score_high"])]
+        _with_ci(v, se, lo, hi)
+        for v, se, lo, hi in zip(
+            board["score"], board["score_se"], board["score_low"], board["score_high"]
+        )
+    ]
     out["vs leader"] = board["vs_leader"]
-    out["best (val-selected test)"] = [with_se(v, s) for v, s in zip(board["best"],
-                                                                      board["best_se"])]
+    out["best (val-selected test)"] = [
+        with_se(v, s) for v, s in zip(board["best"], board["best_se"])
+    ]
     out["lr band (decades)"] = [num(v, 2) for v in board["lr_band"]]
     out["diverged"] = [_pct(v) for v in board["divergence_rate"]]
     out["collapsed"] = [_pct(v) for v in board["collapse_rate"]]
@@ -97,11 +103,16 @@ def _pct(x: Any) -> str:
 def leaderboard_rules(report: Report) -> list[str]:
     """The lines printed with every leaderboard: what ranks, and how."""
     o = report.options
-    scope = ("one ranking per (dataset, label fraction)" if o.per_label_fraction
-             else "one ranking per dataset")
-    return [f"Ranked by score ({scope}; entries of different datasets are never ranked "
-            "together). Losses whose 95% interval overlaps the leader's are marked tied: the "
-            "data do not separate them from the leader."]
+    scope = (
+        "one ranking per (dataset, label fraction)"
+        if o.per_label_fraction
+        else "one ranking per dataset"
+    )
+    return [
+        f"Ranked by score ({scope}; entries of different datasets are never ranked "
+        "together). Losses whose 95% interval overlaps the leader's are marked tied: the "
+        "data do not separate them from the leader."
+    ]
 
 
 def completeness_display(report: Report) -> pd.DataFrame:
@@ -115,18 +126,25 @@ def completeness_lines(report: Report) -> list[str]:
     for sweep, comp in report.completeness.groupby("sweep_id", sort=True):
         seen, done = int(comp["trials_seen"].sum()), int(comp["trials_done"].sum())
         expected = int(comp["trials_expected"].sum())
-        source = ("seen in the store and planned in sweep.json"
-                  if report.planned_trials.get(str(sweep)) else "seen in the store; no sweep.json")
+        source = (
+            "seen in the store and planned in sweep.json"
+            if report.planned_trials.get(str(sweep))
+            else "seen in the store; no sweep.json"
+        )
         state = "complete" if done == expected else "still running or incomplete"
-        lines.append(f"Sweep {sweep}: {done} of {expected} expected trials finished "
-                     f"({seen} seen; expected = {source}): {state}.")
+        lines.append(
+            f"Sweep {sweep}: {done} of {expected} expected trials finished "
+            f"({seen} seen; expected = {source}): {state}."
+        )
     return lines
 
 
 def header_lines(report: Report) -> list[str]:
     top5 = f", top-5 {report.top5}" if report.top5 else ""
-    lines = [f"Metric {report.metric}{top5} (test split). Rebuilt from the Parquet store alone "
-             "by bench report."]
+    lines = [
+        f"Metric {report.metric}{top5} (test split). Rebuilt from the Parquet store alone "
+        "by bench report."
+    ]
     if report.data_as_of:
         lines.append(f"Data as of {report.data_as_of} (newest row written).")
     return lines + report.context
@@ -152,14 +170,24 @@ def render_markdown(report: Report, figure_paths: dict[str, tuple[str, str]]) ->
     for ds, bs, wide in report.tables:
         out += [f"### {escape(ds)} · batch size {bs}", "", table(wide), ""]
     if report.against is not None:
-        out += ["## Against " + ", ".join(escape(s) for s in report.other_sweep_ids), "",
-                *_paragraphs(against_notes(report)), table(against_display(report)), ""]
+        out += [
+            "## Against " + ", ".join(escape(s) for s in report.other_sweep_ids),
+            "",
+            *_paragraphs(against_notes(report)),
+            table(against_display(report)),
+            "",
+        ]
     if others:
         out += ["## Figures", ""]
         for spec in others:
             out += _figure(spec, figure_paths)
-    out += ["## Completeness", "", *_paragraphs(completeness_lines(report)),
-            table(completeness_display(report)), ""]
+    out += [
+        "## Completeness",
+        "",
+        *_paragraphs(completeness_lines(report)),
+        table(completeness_display(report)),
+        "",
+    ]
     out += ["## Grid", "", table(report.grids), ""]
     if report.notes:
         out += ["## Data notes", "", *[f"- {escape(n)}" for n in report.notes], ""]
@@ -168,8 +196,14 @@ def render_markdown(report: Report, figure_paths: dict[str, tuple[str, str]]) ->
 
 def _figure(spec: FigureSpec, figure_paths: dict[str, tuple[str, str]]) -> list[str]:
     png, svg = figure_paths[spec.name]
-    return [f"### {escape(spec.title)}", "", f"![{escape(spec.title)}]({png})", "",
-            f"{escape(spec.caption)} ([SVG]({svg}))", ""]
+    return [
+        f"### {escape(spec.title)}",
+        "",
+        f"![{escape(spec.title)}]({png})",
+        "",
+        f"{escape(spec.caption)} ([SVG]({svg}))",
+        "",
+    ]
 
 
 def _paragraphs(lines: list[str]) -> list[str]:
@@ -179,9 +213,11 @@ def _paragraphs(lines: list[str]) -> list[str]:
 
 def comparison_notes(report: Report) -> list[str]:
     on_test = [s for s, col in report.selection.items() if col == report.metric]
-    chosen = ("on TEST data (this store has no validation metric; see the warning above)"
-              if report.sweep_id in on_test else
-              f"on the seed mean of the validation metric {report.selection[report.sweep_id]}")
+    chosen = (
+        "on TEST data (this store has no validation metric; see the warning above)"
+        if report.sweep_id in on_test
+        else f"on the seed mean of the validation metric {report.selection[report.sweep_id]}"
+    )
     return [
         f"Cells: the test metric at the lr chosen {chosen} for that loss, batch size and label "
         "fraction (each loss at its own lr, as in CLOA Tables 3-4), mean ± std over seeds (n "
@@ -200,24 +236,29 @@ def comparison_notes(report: Report) -> list[str]:
 
 def against_notes(report: Report) -> list[str]:
     others = ", ".join(report.other_sweep_ids)
-    return [f"Each cell: the leaderboard column in {report.sweep_id} vs in {others} "
-            f"({report.sweep_id} minus {others}), per dataset. The leaderboards above rank the "
-            "losses of both sweeps on a dataset together (column sweep). Compare the grids "
-            "first: a column compares like with like only on the same lr, batch-size and "
-            "label-fraction grid."]
+    return [
+        f"Each cell: the leaderboard column in {report.sweep_id} vs in {others} "
+        f"({report.sweep_id} minus {others}), per dataset. The leaderboards above rank the "
+        "losses of both sweeps on a dataset together (column sweep). Compare the grids "
+        "first: a column compares like with like only on the same lr, batch-size and "
+        "label-fraction grid."
+    ]
 
 
 def against_display(report: Report) -> pd.DataFrame:
     a = report.against
     assert a is not None
-    out = pd.DataFrame({"dataset": a["dataset"], "loss": a["loss"], "against": a["against"],
-                        "in": a["in"]})
+    out = pd.DataFrame(
+        {"dataset": a["dataset"], "loss": a["loss"], "against": a["against"], "in": a["in"]}
+    )
     if (a["label_fraction"] != ALL_FRACTIONS).any():
         out.insert(1, "label fraction", a["label_fraction"].astype(str))
     for col in SCORED_COLUMNS:
         digits = 2 if col == "lr_band" else 4
-        out[col] = [f"{num(x, digits)} vs {num(y, digits)} ({_signed(d, digits)})"
-                    for x, y, d in zip(a[f"{col}_this"], a[f"{col}_other"], a[f"{col}_diff"])]
+        out[col] = [
+            f"{num(x, digits)} vs {num(y, digits)} ({_signed(d, digits)})"
+            for x, y, d in zip(a[f"{col}_this"], a[f"{col}_other"], a[f"{col}_diff"])
+        ]
     return out
 
 

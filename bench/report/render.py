@@ -30,8 +30,11 @@ from bench.report.leaderboard import Options
 from bench.report.markdown import render_markdown
 
 DPI = 100  # modest: the PNGs are embedded in index.html; the SVGs are there for print
-_RC: dict[str, Any] = {"svg.hashsalt": "contrastive-bench", "svg.fonttype": "path",
-                       "path.simplify": True}
+_RC: dict[str, Any] = {
+    "svg.hashsalt": "contrastive-bench",
+    "svg.fonttype": "path",
+    "path.simplify": True,
+}
 
 
 def check_writable(out: Path) -> None:
@@ -121,19 +124,32 @@ def write_atomically(out: Path, files: Mapping[str, bytes]) -> None:
         raise
 
 
-def render_report(rows: pd.DataFrame, out: str | os.PathLike[str], *,
-                  other: pd.DataFrame | None = None, metric: str | None = None,
-                  options: Options | None = None,
-                  planned_trials: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
-                  notes: Sequence[str] = (), figures: bool = True) -> Path:
+def render_report(
+    rows: pd.DataFrame,
+    out: str | os.PathLike[str],
+    *,
+    other: pd.DataFrame | None = None,
+    metric: str | None = None,
+    options: Options | None = None,
+    planned_trials: Mapping[str, Mapping[str, Sequence[str]]] | None = None,
+    notes: Sequence[str] = (),
+    figures: bool = True,
+) -> Path:
     """Build the report on `rows` (and `other`, for --against) and write it to `out`.
 
     `figures=False` leaves out the figures (the tables and leaderboard are unchanged).
     """
     out = Path(out)
     check_writable(out)
-    report = build_report(rows, other=other, metric=metric, options=options,
-                          planned_trials=planned_trials, notes=notes, figures=figures)
+    report = build_report(
+        rows,
+        other=other,
+        metric=metric,
+        options=options,
+        planned_trials=planned_trials,
+        notes=notes,
+        figures=figures,
+    )
     files = report_files(report)
     try:
         write_atomically(out, files)

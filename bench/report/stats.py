@@ -104,8 +104,9 @@ def mean_ci(values: np.ndarray, level: float = LEVEL) -> MeanCI:
     return MeanCI(mean, float(se[0]), float(low[0]), float(high[0]), float(p[0]), n)
 
 
-def paired_t(d: np.ndarray, level: float = LEVEL
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def paired_t(
+    d: np.ndarray, level: float = LEVEL
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """t-interval for the mean of per-seed differences `d` (..., n), n >= 2, no NaNs.
 
     Returns (mean, low, high, p, se), each of shape d.shape[:-1]. A zero standard deviation

@@ -58,16 +58,19 @@ class Styles:
 
     def __call__(self, sweep: str, entry: str) -> dict[str, Any]:
         row = self._info.loc[(sweep, entry)]
-        style: dict[str, Any] = {"color": self._color[row["family"]],
-                                    "linestyle": _STYLES.get(row["addon"], "-."),
-                                    "marker": self._marker[(sweep, entry)]}
+        style: dict[str, Any] = {
+            "color": self._color[row["family"]],
+            "linestyle": _STYLES.get(row["addon"], "-."),
+            "marker": self._marker[(sweep, entry)],
+        }
         if sweep != self._primary:
             style.update(alpha=0.5)
         return style
 
 
-def family_panels(entries: list[tuple[str, str]],
-                  styles: Styles) -> list[tuple[str, list[tuple[str, str]]]]:
+def family_panels(
+    entries: list[tuple[str, str]], styles: Styles
+) -> list[tuple[str, list[tuple[str, str]]]]:
     """(family title, entries) per panel: entries grouped by family in the given order, at most
     MAX_LINES per panel ("infonce (2/2)" when a family needs more)."""
     groups: dict[str, list[tuple[str, str]]] = {}
@@ -75,7 +78,7 @@ def family_panels(entries: list[tuple[str, str]],
         groups.setdefault(styles.family(*key), []).append(key)
     panels = []
     for family, keys in groups.items():
-        chunks = [keys[i:i + MAX_LINES] for i in range(0, len(keys), MAX_LINES)]
+        chunks = [keys[i : i + MAX_LINES] for i in range(0, len(keys), MAX_LINES)]
         for i, chunk in enumerate(chunks):
             title = family if len(chunks) == 1 else f"{family} ({i + 1}/{len(chunks)})"
             panels.append((title, chunk))
@@ -109,15 +112,29 @@ def legend_width(labels: list[str], fontsize: float = 8) -> float:
     return 0.75 + longest * fontsize * 0.6 / 72
 
 
-def grid(nrows: int, ncols: int, *, w: float = 3.0, h: float = 2.3, right: float = 0.3,
-         sharex: bool = True, bottom: float = BOTTOM,
-         hgap: float = HGAP) -> tuple[Figure, np.ndarray]:
+def grid(
+    nrows: int,
+    ncols: int,
+    *,
+    w: float = 3.0,
+    h: float = 2.3,
+    right: float = 0.3,
+    sharex: bool = True,
+    bottom: float = BOTTOM,
+    hgap: float = HGAP,
+) -> tuple[Figure, np.ndarray]:
     """A Figure with an nrows x ncols grid of w x h inch panels and `right` inches to spare."""
     width = LEFT + ncols * w + (ncols - 1) * WGAP + right
     height = bottom + nrows * h + (nrows - 1) * hgap + TOP
     fig = Figure(figsize=(width, height))
-    spec = {"left": LEFT / width, "right": 1 - right / width, "bottom": bottom / height,
-            "top": 1 - TOP / height, "wspace": WGAP / w, "hspace": hgap / h}
+    spec = {
+        "left": LEFT / width,
+        "right": 1 - right / width,
+        "bottom": bottom / height,
+        "top": 1 - TOP / height,
+        "wspace": WGAP / w,
+        "hspace": hgap / h,
+    }
     axes = fig.subplots(nrows, ncols, squeeze=False, sharex=sharex, gridspec_kw=spec)
     for ax in axes.flat:
         ax.tick_params(labelsize=8)
@@ -133,12 +150,18 @@ def title(fig: Figure, text: str) -> None:
 def legend(fig: Figure, handles: list[Any], right: float) -> None:
     """The legend in the reserved right column, top-aligned with the panels."""
     width, height = fig.get_figwidth(), fig.get_figheight()
-    fig.legend(handles=handles, loc="upper left", fontsize=8, frameon=False,
-               bbox_to_anchor=(1 - (right - 0.1) / width, 1 - TOP / height))
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        fontsize=8,
+        frameon=False,
+        bbox_to_anchor=(1 - (right - 0.1) / width, 1 - TOP / height),
+    )
 
 
-def log_axis(ax: Axes, which: str = "x", ticks: Sequence[float] | None = None,
-             base: int = 10) -> None:
+def log_axis(
+    ax: Axes, which: str = "x", ticks: Sequence[float] | None = None, base: int = 10
+) -> None:
     """Log scale with plain-number tick labels and no minor ticks (set after the scale, which
     would otherwise reinstall its default locators). `ticks`: label exactly these values (the
     grid's lrs or batch sizes) when there are few enough to read; else 1-2-5 per decade."""

@@ -24,14 +24,56 @@ from bench.report.stats import MIN_SEEDS, holm, paired_t, significant
 
 PANEL = ["sweep_id", "entry", "batch_size", "label_fraction"]
 TABLE = ["sweep_id", "dataset", "batch_size"]  # one comparison table = one Holm family
-LONG_COLUMNS = ["sweep_id", "dataset", "loss", "base", "addon", "batch_size", "label_fraction",
-                "selected_on", "best_lr", "selection_mean", "top1_mean", "top1_std", "top5_mean",
-                "top5_std", "n_seeds", "n_cells", "n_running", "n_diverged", "n_collapsed",
-                "base_lr", "diff", "diff_low", "diff_high", "diff_n", "diff_p", "diff_p_holm",
-                "diff_significant", "diff_note"]
-COMPARISON_COLUMNS = ["sweep_id", "dataset", "batch_size", "label_fraction", "variant", "base",
-                      "metric", "selected_on", "n_seeds", "variant_lr", "base_lr", "delta",
-                      "ci_low", "ci_high", "p_value", "p_holm", "significant", "note"]
+LONG_COLUMNS = [
+    "sweep_id",
+    "dataset",
+    "loss",
+    "base",
+    "addon",
+    "batch_size",
+    "label_fraction",
+    "selected_on",
+    "best_lr",
+    "selection_mean",
+    "top1_mean",
+    "top1_std",
+    "top5_mean",
+    "top5_std",
+    "n_seeds",
+    "n_cells",
+    "n_running",
+    "n_diverged",
+    "n_collapsed",
+    "base_lr",
+    "diff",
+    "diff_low",
+    "diff_high",
+    "diff_n",
+    "diff_p",
+    "diff_p_holm",
+    "diff_significant",
+    "diff_note",
+]
+COMPARISON_COLUMNS = [
+    "sweep_id",
+    "dataset",
+    "batch_size",
+    "label_fraction",
+    "variant",
+    "base",
+    "metric",
+    "selected_on",
+    "n_seeds",
+    "variant_lr",
+    "base_lr",
+    "delta",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "p_holm",
+    "significant",
+    "note",
+]
 TOO_FEW = "too few seeds"
 
 
@@ -41,11 +83,18 @@ def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
     Order: base losses alphabetically, each followed directly by its add-on variants (by add-on
     name), as the paper tables place CLOA-InfoNCE under InfoNCE.
     """
-    cols = ["sweep_id", "entry", "loss", "base_loss", "addon",
-            *(["name"] if "name" in cells.columns else [])]
+    cols = [
+        "sweep_id",
+        "entry",
+        "loss",
+        "base_loss",
+        "addon",
+        *(["name"] if "name" in cells.columns else []),
+    ]
     suffixed = "entry_suffix" in cells.columns
     first = cells.drop_duplicates(["sweep_id", "entry"])[
-        [*cols, *(["entry_suffix"] if suffixed else [])]].copy()
+        [*cols, *(["entry_suffix"] if suffixed else [])]
+    ].copy()
     first["base"] = first["base_loss"].where(first["base_loss"].notna(), first["loss"]).astype(str)
     first["family"] = first["base"]  # the base loss and its add-on variants, any dataset
     if suffixed:  # a variant pairs with the base loss of its own dataset
@@ -53,14 +102,23 @@ def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
     addon = [a if isinstance(a, str) and a else None for a in first["addon"]]
     first["addon"] = pd.Series(addon, index=first.index, dtype=object)
     first["is_variant"] = first["addon"].notna()
-    first = first.sort_values(["sweep_id", "base", "is_variant", "addon", "entry"],
-                              kind="mergesort", na_position="first")
+    first = first.sort_values(
+        ["sweep_id", "base", "is_variant", "addon", "entry"], kind="mergesort", na_position="first"
+    )
     names = set(zip(first["sweep_id"], first["entry"]))
-    first["base_entry"] = [b if v and (s, b) in names else None
-                           for s, b, v in zip(first["sweep_id"], first["base"], first["is_variant"])]
+    first["base_entry"] = [
+        b if v and (s, b) in names else None
+        for s, b, v in zip(first["sweep_id"], first["base"], first["is_variant"])
+    ]
     first["order"] = np.arange(len(first))
-    keep = ["base", "family", "addon", "base_entry", "order",
-            *(["name"] if "name" in first.columns else [])]
+    keep = [
+        "base",
+        "family",
+        "addon",
+        "base_entry",
+        "order",
+        *(["name"] if "name" in first.columns else []),
+    ]
     return first.set_index(["sweep_id", "entry"])[keep]
 
 
@@ -70,25 +128,40 @@ def best_over_lr(cells: pd.DataFrame, selection: dict[str, str]) -> pd.DataFrame
     `cells` are scored (`cells.add_scores`: columns acc, acc5, sel, collapsed); `selection`
     maps a sweep to the column its lrs were chosen on (shown as `selected_on`).
     """
-    c = cells[[*PANEL, "dataset", "lr", "seed", "finished", "diverged", "collapsed", "acc",
-               "acc5", "sel"]]
-    means = (c.groupby([*PANEL, "lr"], sort=True)["sel"].mean().dropna().reset_index()
-             .sort_values([*PANEL, "sel", "lr"], ascending=[True] * 4 + [False, True],
-                          kind="mergesort"))
-    best = (means.drop_duplicates(PANEL)
-            .rename(columns={"lr": "best_lr", "sel": "selection_mean"}))
-    counts = c.groupby(PANEL, sort=True).agg(
-        dataset=("dataset", "first"),
-        n_cells=("finished", "size"),
-        n_running=("finished", lambda s: int((~s).sum())),
-        n_diverged=("diverged", "sum"),
-        n_collapsed=("collapsed", lambda s: int((s == 1).sum())),
-    ).reset_index()
+    c = cells[
+        [*PANEL, "dataset", "lr", "seed", "finished", "diverged", "collapsed", "acc", "acc5", "sel"]
+    ]
+    means = (
+        c.groupby([*PANEL, "lr"], sort=True)["sel"]
+        .mean()
+        .dropna()
+        .reset_index()
+        .sort_values([*PANEL, "sel", "lr"], ascending=[True] * 4 + [False, True], kind="mergesort")
+    )
+    best = means.drop_duplicates(PANEL).rename(columns={"lr": "best_lr", "sel": "selection_mean"})
+    counts = (
+        c.groupby(PANEL, sort=True)
+        .agg(
+            dataset=("dataset", "first"),
+            n_cells=("finished", "size"),
+            n_running=("finished", lambda s: int((~s).sum())),
+            n_diverged=("diverged", "sum"),
+            n_collapsed=("collapsed", lambda s: int((s == 1).sum())),
+        )
+        .reset_index()
+    )
     at = c.merge(best[[*PANEL, "best_lr"]], on=PANEL).query("lr == best_lr")
-    stats = at.groupby(PANEL, sort=True).agg(
-        top1_mean=("acc", "mean"), top1_std=("acc", "std"), n_seeds=("acc", "count"),
-        top5_mean=("acc5", "mean"), top5_std=("acc5", "std"),
-    ).reset_index()
+    stats = (
+        at.groupby(PANEL, sort=True)
+        .agg(
+            top1_mean=("acc", "mean"),
+            top1_std=("acc", "std"),
+            n_seeds=("acc", "count"),
+            top5_mean=("acc5", "mean"),
+            top5_std=("acc5", "std"),
+        )
+        .reset_index()
+    )
     out = counts.merge(best, on=PANEL, how="left").merge(stats, on=PANEL, how="left")
     out["n_seeds"] = out["n_seeds"].fillna(0).astype(int)
     out["n_diverged"] = out["n_diverged"].astype(int)
@@ -101,12 +174,15 @@ def best_over_lr(cells: pd.DataFrame, selection: dict[str, str]) -> pd.DataFrame
 
 def _add_diffs(out: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
     """Variant - base, each at its own selected lr, paired by seed, t-interval, Holm per table."""
-    per_seed = {k: dict(zip(g["seed"].astype(int), g["acc"].astype(float)))
-                for k, g in at.dropna(subset=["acc"]).groupby(PANEL, sort=True)}
+    per_seed = {
+        k: dict(zip(g["seed"].astype(int), g["acc"].astype(float)))
+        for k, g in at.dropna(subset=["acc"]).groupby(PANEL, sort=True)
+    }
     best_lr = {tuple(k): lr for *k, lr in out[[*PANEL, "best_lr"]].itertuples(index=False)}
     rows = []
     for sweep, entry, bs, lf, base_entry in out[[*PANEL, "base_entry"]].itertuples(
-            index=False, name=None):
+        index=False, name=None
+    ):
         blank = (np.nan, np.nan, np.nan, np.nan, 0, np.nan, "")
         if base_entry is None:
             rows.append(blank)
@@ -124,8 +200,9 @@ def _add_diffs(out: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
             rows.append((base_lr, float(d.mean()), np.nan, np.nan, len(d), np.nan, TOO_FEW))
             continue
         mean, low, high, p, _ = paired_t(d[None, :])
-        rows.append((base_lr, float(mean[0]), float(low[0]), float(high[0]), len(d), float(p[0]),
-                     ""))
+        rows.append(
+            (base_lr, float(mean[0]), float(low[0]), float(high[0]), len(d), float(p[0]), "")
+        )
     cols = ["base_lr", "diff", "diff_low", "diff_high", "diff_n", "diff_p", "diff_note"]
     frame = pd.DataFrame(rows, columns=cols, index=out.index)
     frame["diff_n"] = frame["diff_n"].astype(int)
@@ -136,7 +213,8 @@ def _add_diffs(out: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
     sig = significant(frame["diff_p_holm"].to_numpy())
     frame["diff_significant"] = pd.array(
         [bool(x) if np.isfinite(p) else pd.NA for x, p in zip(sig, frame["diff_p_holm"])],
-        dtype="boolean")
+        dtype="boolean",
+    )
     return pd.concat([out, frame], axis=1)
 
 
@@ -144,20 +222,39 @@ def comparisons(long: pd.DataFrame, metric: str) -> pd.DataFrame:
     """comparisons.csv: one row per (dataset, batch size, label fraction, variant) that has a
     base loss in the sweep; `significant` is after Holm's correction within the table."""
     names = set(zip(long["sweep_id"], long["loss"]))
-    keep = np.array([isinstance(a, str) and bool(a) and (s, b) in names
-                     for a, s, b in zip(long["addon"], long["sweep_id"], long["base"])],
-                    dtype=bool)
+    keep = np.array(
+        [
+            isinstance(a, str) and bool(a) and (s, b) in names
+            for a, s, b in zip(long["addon"], long["sweep_id"], long["base"])
+        ],
+        dtype=bool,
+    )
     v = long[keep]
-    out = pd.DataFrame({
-        "sweep_id": v["sweep_id"], "dataset": v["dataset"], "batch_size": v["batch_size"],
-        "label_fraction": v["label_fraction"], "variant": v["loss"], "base": v["base"],
-        "metric": metric, "selected_on": v["selected_on"], "n_seeds": v["diff_n"],
-        "variant_lr": v["best_lr"], "base_lr": v["base_lr"], "delta": v["diff"],
-        "ci_low": v["diff_low"], "ci_high": v["diff_high"], "p_value": v["diff_p"],
-        "p_holm": v["diff_p_holm"], "significant": v["diff_significant"], "note": v["diff_note"],
-    })
-    out = out.sort_values(["sweep_id", "dataset", "batch_size", "label_fraction", "variant"],
-                          kind="mergesort")
+    out = pd.DataFrame(
+        {
+            "sweep_id": v["sweep_id"],
+            "dataset": v["dataset"],
+            "batch_size": v["batch_size"],
+            "label_fraction": v["label_fraction"],
+            "variant": v["loss"],
+            "base": v["base"],
+            "metric": metric,
+            "selected_on": v["selected_on"],
+            "n_seeds": v["diff_n"],
+            "variant_lr": v["best_lr"],
+            "base_lr": v["base_lr"],
+            "delta": v["diff"],
+            "ci_low": v["diff_low"],
+            "ci_high": v["diff_high"],
+            "p_value": v["diff_p"],
+            "p_holm": v["diff_p_holm"],
+            "significant": v["diff_significant"],
+            "note": v["diff_note"],
+        }
+    )
+    out = out.sort_values(
+        ["sweep_id", "dataset", "batch_size", "label_fraction", "variant"], kind="mergesort"
+    )
     return out[COMPARISON_COLUMNS].reset_index(drop=True)
 
 
@@ -168,8 +265,9 @@ def fmt(x: float, accuracy: bool = True) -> str:
     return f"{x:.4f}" if accuracy else f"{x:.4g}"
 
 
-def _cell_text(mean: float, std: float, n: int, running: int, diverged: int, cells: int,
-               accuracy: bool) -> str:
+def _cell_text(
+    mean: float, std: float, n: int, running: int, diverged: int, cells: int, accuracy: bool
+) -> str:
     if n == 0:
         text = "—"
     else:
@@ -204,16 +302,20 @@ def fraction_label(lf: float) -> str:
     return f"{lf * 100:g}% labels"
 
 
-def comparison_wide(long: pd.DataFrame, sweep_id: str, dataset: str, batch_size: int,
-                    metric: str = "m_linear_top1") -> pd.DataFrame:
+def comparison_wide(
+    long: pd.DataFrame, sweep_id: str, dataset: str, batch_size: int, metric: str = "m_linear_top1"
+) -> pd.DataFrame:
     """One paper table (strings): rows = losses in table order, columns per label fraction.
 
     Column names are "<fraction> labels <what>", e.g. "10% labels top-1" (the HTML page groups
     them under one "10% labels" heading)."""
     accuracy = "top" in metric
     name = "top-1" if metric.endswith("top1") else metric.removeprefix("m_")
-    part = long[(long["sweep_id"] == sweep_id) & (long["dataset"] == dataset)
-                & (long["batch_size"] == batch_size)]
+    part = long[
+        (long["sweep_id"] == sweep_id)
+        & (long["dataset"] == dataset)
+        & (long["batch_size"] == batch_size)
+    ]
     has_top5 = part["top5_mean"].notna().any()
     has_diff = part["base_lr"].notna().any()
     losses = list(dict.fromkeys(part["loss"]))
@@ -224,18 +326,29 @@ def comparison_wide(long: pd.DataFrame, sweep_id: str, dataset: str, batch_size:
         sub = part[part["label_fraction"] == lf].set_index("loss").reindex(losses)
         head = fraction_label(lf)
         table[f"{head} {name}"] = [
-            _cell_text(r.top1_mean, r.top1_std, _int(r.n_seeds), _int(r.n_running),
-                       _int(r.n_diverged), _int(r.n_cells), accuracy)
-            for r in sub.itertuples()]
+            _cell_text(
+                r.top1_mean,
+                r.top1_std,
+                _int(r.n_seeds),
+                _int(r.n_running),
+                _int(r.n_diverged),
+                _int(r.n_cells),
+                accuracy,
+            )
+            for r in sub.itertuples()
+        ]
         if has_top5:
             table[f"{head} top-5"] = [
                 _cell_text(r.top5_mean, r.top5_std, _int(r.n_seeds), 0, 0, 0, accuracy)
-                for r in sub.itertuples()]
+                for r in sub.itertuples()
+            ]
         if has_diff:
             table[f"{head} Δ {name} vs base [95% CI]"] = [
-                _diff_text(r, accuracy) for _, r in sub.iterrows()]
+                _diff_text(r, accuracy) for _, r in sub.iterrows()
+            ]
         table[f"{head} lr (chosen on {'val' if on_val else 'TEST'})"] = [
-            fmt(v, False) for v in sub["best_lr"]]
+            fmt(v, False) for v in sub["best_lr"]
+        ]
     return pd.DataFrame(table)
 
 

@@ -56,13 +56,21 @@ class Objective:
         return 1.0 if is_accuracy(self.metric) else BIG
 
     def describe(self) -> str:
-        what = (f"mean {self.metric} over lr {', '.join(show_value(x) for x in self.lrs)}"
-                if self.kind == "stability" else f"{self.metric} at the final epoch")
+        what = (
+            f"mean {self.metric} over lr {', '.join(show_value(x) for x in self.lrs)}"
+            if self.kind == "stability"
+            else f"{self.metric} at the final epoch"
+        )
         return f"{what}, label fraction {show_value(self.label_fraction)} ({self.mode})"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "metric": self.metric, "mode": self.mode,
-                "label_fraction": self.label_fraction, "lrs": list(self.lrs)}
+        return {
+            "kind": self.kind,
+            "metric": self.metric,
+            "mode": self.mode,
+            "label_fraction": self.label_fraction,
+            "lrs": list(self.lrs),
+        }
 
 
 def is_accuracy(metric: str) -> bool:
@@ -78,26 +86,33 @@ def reported_metrics(base: TrialConfig) -> tuple[str, ...]:
     return known + tuple(t for t in terms if t not in known)
 
 
-def parse_objectives(src: str, raw: Any, base: TrialConfig,
-                     searched: Sequence[str]) -> tuple[Objective, ...]:
+def parse_objectives(
+    src: str, raw: Any, base: TrialConfig, searched: Sequence[str]
+) -> tuple[Objective, ...]:
     """`search.objective`: one objective or a list of them (`searched`: the searched keys)."""
     items = raw if isinstance(raw, list) else [raw]
     if raw is None or not items:
-        raise ConfigError(f"{src}: key 'search.objective' is missing; give {{metric: knn_top1, "
-                          "mode: max}, {stability: {metric: knn_top1, lrs: [0.01, 0.1, 1]}}, or "
-                          "a list of both.")
+        raise ConfigError(
+            f"{src}: key 'search.objective' is missing; give {{metric: knn_top1, "
+            "mode: max}, {stability: {metric: knn_top1, lrs: [0.01, 0.1, 1]}}, or "
+            "a list of both."
+        )
     out: list[Objective] = []
     for i, item in enumerate(items):
         where = "search.objective" if not isinstance(raw, list) else f"search.objective[{i}]"
         if not isinstance(item, Mapping):
-            raise ConfigError(f"{src}: key {where!r} has value {show_value(item)}; it must be a "
-                              "mapping like {metric: knn_top1, mode: max}.")
+            raise ConfigError(
+                f"{src}: key {where!r} has value {show_value(item)}; it must be a "
+                "mapping like {metric: knn_top1, mode: max}."
+            )
         if "stability" in item:
             reject_unknown(src, where, item, ("stability",))
             where, spec, kind = f"{where}.stability", item["stability"], "stability"
             if not isinstance(spec, Mapping):
-                raise ConfigError(f"{src}: key {where!r} has value {show_value(spec)}; it must be "
-                                  "a mapping like {metric: knn_top1, lrs: [0.01, 0.1, 1]}.")
+                raise ConfigError(
+                    f"{src}: key {where!r} has value {show_value(spec)}; it must be "
+                    "a mapping like {metric: knn_top1, lrs: [0.01, 0.1, 1]}."
+                )
             reject_unknown(src, where, spec, _STABILITY_KEYS)
         else:
             spec, kind = item, "metric"
@@ -105,61 +120,83 @@ def parse_objectives(src: str, raw: Any, base: TrialConfig,
         out.append(_parse_objective(src, where, kind, spec, base))
     stability = [o for o in out if o.kind == "stability"]
     if len(stability) > 1:
-        raise ConfigError(f"{src}: key 'search.objective' has {len(stability)} stability "
-                          "objectives; use at most one (it fixes the lrs every trial runs).")
+        raise ConfigError(
+            f"{src}: key 'search.objective' has {len(stability)} stability "
+            "objectives; use at most one (it fixes the lrs every trial runs)."
+        )
     if len({(o.kind, o.metric, o.label_fraction) for o in out}) < len(out):
         raise ConfigError(f"{src}: key 'search.objective' lists the same objective twice.")
     if stability and len(out) == 1 and "lr" in searched:
-        raise ConfigError(f"{src}: key 'search.params.lr' is searched, but the stability "
-                          "objective runs every trial at the lrs in its 'lrs'; remove one of "
-                          "them (or add a final-metric objective that uses the searched lr).")
+        raise ConfigError(
+            f"{src}: key 'search.params.lr' is searched, but the stability "
+            "objective runs every trial at the lrs in its 'lrs'; remove one of "
+            "them (or add a final-metric objective that uses the searched lr)."
+        )
     return tuple(out)
 
 
-def _parse_objective(src: str, where: str, kind: str, spec: Mapping[str, Any],
-                     base: TrialConfig) -> Objective:
+def _parse_objective(
+    src: str, where: str, kind: str, spec: Mapping[str, Any], base: TrialConfig
+) -> Objective:
     metric = spec.get("metric")
     if not isinstance(metric, str) or not metric:
-        raise ConfigError(f"{src}: key '{where}.metric' has value {show_value(metric)}; name a "
-                          "metric such as knn_top1.")
+        raise ConfigError(
+            f"{src}: key '{where}.metric' has value {show_value(metric)}; name a "
+            "metric such as knn_top1."
+        )
     name = metric if metric.startswith("m_") else f"m_{metric}"
     # Nothing is selected on test: an accuracy objective is scored on its validation column.
     if is_accuracy(name) and not name.startswith("m_val_"):
-        name = "m_val_" + name[len("m_"):]
+        name = "m_val_" + name[len("m_") :]
     if name.startswith("m_val_") and base.val_fraction <= 0:
-        raise ConfigError(f"{src}: key '{where}.metric' has value {metric!r}, an accuracy, which "
-                          "is scored on the validation split, but base.val_fraction is 0; set "
-                          "val_fraction > 0 (e.g. 0.1).")
+        raise ConfigError(
+            f"{src}: key '{where}.metric' has value {metric!r}, an accuracy, which "
+            "is scored on the validation split, but base.val_fraction is 0; set "
+            "val_fraction > 0 (e.g. 0.1)."
+        )
     known = reported_metrics(base)
     if name not in known:
         off = [f for f in metrics.declared() if not f.is_on(base) and name in f.columns]
         if off:
-            why = (f" because base.{off[0].needs} is 0 (the {off[0].module} metrics are not "
-                   f"computed); set {off[0].needs} > 0.")
+            why = (
+                f" because base.{off[0].needs} is 0 (the {off[0].module} metrics are not "
+                f"computed); set {off[0].needs} > 0."
+            )
         else:
             close = did_you_mean(name, known, n=2, cutoff=0.6)
             why = f"; {close}" if close else f"; the metrics are {', '.join(known)}."
-        raise ConfigError(f"{src}: key '{where}.metric' has value {metric!r}, which trials do not "
-                          f"report{why}")
+        raise ConfigError(
+            f"{src}: key '{where}.metric' has value {metric!r}, which trials do not report{why}"
+        )
     mode = spec.get("mode", "max" if is_accuracy(name) else None)
     if mode not in ("max", "min"):
-        raise ConfigError(f"{src}: key '{where}.mode' has value {show_value(mode)}; it must be "
-                          "'max' or 'min' (only accuracies default to max).")
+        raise ConfigError(
+            f"{src}: key '{where}.mode' has value {show_value(mode)}; it must be "
+            "'max' or 'min' (only accuracies default to max)."
+        )
     fractions = base.label_fractions
     lf = spec.get("label_fraction", max(fractions))
     if not is_number(lf) or float(lf) not in fractions:
-        raise ConfigError(f"{src}: key '{where}.label_fraction' has value {show_value(lf)}, "
-                          "which trials do not evaluate; use one of "
-                          f"{', '.join(map(show_value, fractions))} (set them in "
-                          "base.label_fraction).")
+        raise ConfigError(
+            f"{src}: key '{where}.label_fraction' has value {show_value(lf)}, "
+            "which trials do not evaluate; use one of "
+            f"{', '.join(map(show_value, fractions))} (set them in "
+            "base.label_fraction)."
+        )
     lrs: tuple[float, ...] = ()
     if kind == "stability":
         raw = spec.get("lrs")
-        ok = (isinstance(raw, list) and len(raw) >= 2
-              and all(is_number(x) and x > 0 for x in raw) and len(set(raw)) == len(raw))
+        ok = (
+            isinstance(raw, list)
+            and len(raw) >= 2
+            and all(is_number(x) and x > 0 for x in raw)
+            and len(set(raw)) == len(raw)
+        )
         if not ok or raw is None:
-            raise ConfigError(f"{src}: key '{where}.lrs' has value {show_value(raw)}; it must "
-                              "list at least two different positive learning rates.")
+            raise ConfigError(
+                f"{src}: key '{where}.lrs' has value {show_value(raw)}; it must "
+                "list at least two different positive learning rates."
+            )
         lrs = tuple(float(x) for x in raw)
     return Objective(kind, name, mode, float(lf), lrs)
 
@@ -184,8 +221,9 @@ def run_suffix(cfg: TrialConfig, run: TrialConfig, objectives: Sequence[Objectiv
     return "" if len(plan_runs(cfg, objectives)) == 1 else f"-lr{run.lr:g}"
 
 
-def record_value(records: Sequence[Mapping[str, Any]], objective: Objective,
-                 last: float | None = None) -> float | None:
+def record_value(
+    records: Sequence[Mapping[str, Any]], objective: Objective, last: float | None = None
+) -> float | None:
     """The objective metric in one epoch's records (its label fraction), or `last` if the epoch
     has no finite value; a diverged record scores `objective.worst`."""
     for r in records:
@@ -199,9 +237,12 @@ def record_value(records: Sequence[Mapping[str, Any]], objective: Objective,
     return last
 
 
-def objective_values(objectives: Sequence[Objective], lrs: Sequence[float],
-                     scores: Sequence[Mapping[str, float | None]],
-                     trial_lr: float) -> dict[str, float]:
+def objective_values(
+    objectives: Sequence[Objective],
+    lrs: Sequence[float],
+    scores: Sequence[Mapping[str, float | None]],
+    trial_lr: float,
+) -> dict[str, float]:
     """Each objective's value from per-run scores (`Objective.key` -> value so far, None = none
     yet).
 

@@ -166,8 +166,7 @@ def check_dataset(src: str, where: str, ds: Any) -> None:
     if ds not in known:
         hint = did_you_mean(ds, known) or f"known datasets: {', '.join(known)}."
         raise ConfigError(
-            f"{src}: key {where!r} has value {show_value(ds)}, which is not a known dataset; "
-            f"{hint}"
+            f"{src}: key {where!r} has value {show_value(ds)}, which is not a known dataset; {hint}"
         )
 
 

@@ -63,6 +63,7 @@ PROVENANCE_FIELDS: tuple[pa.Field, ...] = (
     pa.field("written_at", pa.timestamp("us", tz="UTC")),
 )
 
+
 def _param_type(annotation: Any) -> tuple[pa.DataType, bool]:
     """Arrow type of a TrialConfig field and whether values are stored as canonical JSON.
 

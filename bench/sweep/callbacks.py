@@ -65,8 +65,13 @@ class StoreCallback(_Stateless, tune.Callback):
     objectives: tuple[Objective, ...] = ()
     study: str | None = None
 
-    def __init__(self, storage: str, sweep_id: str, objectives: Sequence[Objective] = (),
-                 study: str | None = None) -> None:
+    def __init__(
+        self,
+        storage: str,
+        sweep_id: str,
+        objectives: Sequence[Objective] = (),
+        study: str | None = None,
+    ) -> None:
         self.storage, self.sweep_id = storage, sweep_id
         self.objectives, self.study = tuple(objectives), study
 
@@ -89,11 +94,16 @@ class StoreCallback(_Stateless, tune.Callback):
             return
         plan, run = self._plans(trial), int(result.get("run", 0))
         prov = {**self._provenance, **(result.get("provenance") or {})}
-        self._writer.write_records(records, cfg=plan.runs[run], attempt=trial.num_failures,
-                                   provenance=prov, study=self.study, trial_id=plan.run_ids[run])
+        self._writer.write_records(
+            records,
+            cfg=plan.runs[run],
+            attempt=trial.num_failures,
+            provenance=prov,
+            study=self.study,
+            trial_id=plan.run_ids[run],
+        )
 
-    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any,
-                          **info: Any) -> None:
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         plan = self._plans(trial)
         for run_id in plan.run_ids:
             self._writer.compact(run_id)
@@ -169,11 +179,13 @@ class ProgressCallback(_Stateless, tune.Callback):
             self._last = now
             print(self.line(trials, now), flush=True)
 
-    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any,
-                         **info: Any) -> None:
+    def on_trial_recover(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         epoch = (trial.last_result or {}).get("epoch", 0)
-        print(f"trial {_key(trial)} failed after epoch {epoch} ({_error_line(trial)}); retry "
-              f"{trial.num_failures} resumes from its last checkpoint", flush=True)
+        print(
+            f"trial {_key(trial)} failed after epoch {epoch} ({_error_line(trial)}); retry "
+            f"{trial.num_failures} resumes from its last checkpoint",
+            flush=True,
+        )
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         print(f"trial {_key(trial)} failed for good ({_error_line(trial)})", flush=True)
@@ -193,7 +205,7 @@ class ProgressCallback(_Stateless, tune.Callback):
             total += planned
             ended = state in (*FINISHED, "error")
             done_epochs += planned if ended else done
-        unseen = self.planned_epochs[len(trials):]
+        unseen = self.planned_epochs[len(trials) :]
         counts["pending"] += len(unseen)
         total += sum(unseen)
         if self._base is None:

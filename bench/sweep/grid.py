@@ -138,24 +138,36 @@ def run_sweep(
             write_sweep_meta(storage, sid, _meta(space, trials, storage))
         if progress_every > 0:
             verb = "resuming" if restore else "starting"
-            print(f"{verb} sweep {sid}: {len(trials)} trials on {session.where(address)} -> "
-                  f"{sweep_dir}", flush=True)
+            print(
+                f"{verb} sweep {sid}: {len(trials)} trials on {session.where(address)} -> "
+                f"{sweep_dir}",
+                flush=True,
+            )
         runtime = Runtime(
             sweep_dir=sweep_dir, resources=space.resources,
             checkpoint_every=space.checkpoint_every, plugins=tuple(plugins),
             fail_once_dir=os.environ.get(FAIL_ONCE_ENV) or None,
         )  # fmt: skip
-        tuner = _tuner(space, trials, sid, storage, runtime, progress_every,
-                       experiment if restore else None)
+        tuner = _tuner(
+            space, trials, sid, storage, runtime, progress_every, experiment if restore else None
+        )
         outcomes = _outcomes(tuner.fit())
     merged = session.compact(storage, sid)
     counts = session.counts(o.state for o in outcomes)
-    return SweepOutcome(sid, sweep_dir, tuple(outcomes), time.monotonic() - t0, restore, counts,
-                        merged)
+    return SweepOutcome(
+        sid, sweep_dir, tuple(outcomes), time.monotonic() - t0, restore, counts, merged
+    )
 
 
-def _tuner(space: Space, trials: Sequence[TrialConfig], sid: str, storage: str, runtime: Runtime,
-           progress_every: float, restore_from: str | None) -> tune.Tuner:
+def _tuner(
+    space: Space,
+    trials: Sequence[TrialConfig],
+    sid: str,
+    storage: str,
+    runtime: Runtime,
+    progress_every: float,
+    restore_from: str | None,
+) -> tune.Tuner:
     """A fresh Tuner for the sweep, or the one restored from `restore_from` (its experiment dir).
 
     A restored Tuner keeps the original run config and callbacks (unpickled from the
@@ -163,17 +175,32 @@ def _tuner(space: Space, trials: Sequence[TrialConfig], sid: str, storage: str, 
     space is passed again: Tune does not store it, and a driver killed before its first
     experiment snapshot leaves nothing else to rebuild the trials from.
     """
-    trainable = session.trainable(bench_trial, runtime,
-                                  session.trial_resources(space.resources, trials))
+    trainable = session.trainable(
+        bench_trial, runtime, session.trial_resources(space.resources, trials)
+    )
     param_space = {"trial": tune.grid_search([t.to_flat() for t in trials])}
     if restore_from is not None:
-        return tune.Tuner.restore(restore_from, trainable, param_space=param_space,
-                                  resume_unfinished=True, resume_errored=True)
-    callbacks: list[tune.Callback] = [StoreCallback(storage, sid),
-                                      ProgressCallback(progress_every, [t.epochs for t in trials])]
-    return session.make_tuner(trainable, name=sid, storage=storage, sweep_id=sid, space=space,
-                              callbacks=callbacks, param_space=param_space,
-                              max_concurrent=space.max_concurrent)
+        return tune.Tuner.restore(
+            restore_from,
+            trainable,
+            param_space=param_space,
+            resume_unfinished=True,
+            resume_errored=True,
+        )
+    callbacks: list[tune.Callback] = [
+        StoreCallback(storage, sid),
+        ProgressCallback(progress_every, [t.epochs for t in trials]),
+    ]
+    return session.make_tuner(
+        trainable,
+        name=sid,
+        storage=storage,
+        sweep_id=sid,
+        space=space,
+        callbacks=callbacks,
+        param_space=param_space,
+        max_concurrent=space.max_concurrent,
+    )
 
 
 def _outcomes(result_grid: Any) -> list[TrialOutcome]:
@@ -185,8 +212,16 @@ def _outcomes(result_grid: Any) -> list[TrialOutcome]:
         if r.error is not None:
             lines = [ln.strip() for ln in str(r.error).strip().splitlines() if ln.strip()]
             error = lines[-1] if lines else type(r.error).__name__
-        out.append(TrialOutcome(plan.key, plan.cfg, session.end_state(r),
-                                int(metrics.get("epoch") or 0), error, metrics.get("node_id")))
+        out.append(
+            TrialOutcome(
+                plan.key,
+                plan.cfg,
+                session.end_state(r),
+                int(metrics.get("epoch") or 0),
+                error,
+                metrics.get("node_id"),
+            )
+        )
     return out
 
 

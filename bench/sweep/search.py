@@ -64,17 +64,21 @@ class TuneOutcome:
     def report(self) -> str:
         run = ", ".join(f"{n} {s}" for s, n in self.counts.items() if n) or "nothing to run"
         trials = ", ".join(f"{n} {s}" for s, n in self.study_counts.items() if n)
-        lines = [f"study {self.study}: {sum(self.study_counts.values())} trials ({trials}); this "
-                 f"run: {self.new_trials} trials ({run}) in {format_clock(self.wall_s)}"]
+        lines = [
+            f"study {self.study}: {sum(self.study_counts.values())} trials ({trials}); this "
+            f"run: {self.new_trials} trials ({run}) in {format_clock(self.wall_s)}"
+        ]
         if not self.best:
             lines.append("no trial has completed yet, so there is no best configuration.")
         elif len(self.objectives) > 1:
             lines.append(f"Pareto front: {len(self.best)} trial(s)")
         for t in self.best:
-            values = ", ".join(f"{o.describe()} = {v:.4g}"
-                               for o, v in zip(self.objectives, t.values))
-            lines.append(f"{'  ' if len(self.objectives) > 1 else ''}best trial {t.number}: "
-                         f"{values}")
+            values = ", ".join(
+                f"{o.describe()} = {v:.4g}" for o, v in zip(self.objectives, t.values)
+            )
+            lines.append(
+                f"{'  ' if len(self.objectives) > 1 else ''}best trial {t.number}: {values}"
+            )
             lines.append(f"    {', '.join(f'{k}={show_value(v)}' for k, v in t.params.items())}")
         plug = "".join(f" --plugin {p}" for p in self.plugins)
         for path in self.written:
@@ -110,8 +114,10 @@ def run_tune(
         study.quiet()
     sweep_dir = sweep_paths(storage, plan.name)[0]
     exists = session.has_results(storage, plan.name)
-    clash = StudyError(f"results of an earlier study {plan.name!r} are already in {sweep_dir}; "
-                       "remove them, or use another --storage or another 'name'.")
+    clash = StudyError(
+        f"results of an earlier study {plan.name!r} are already in {sweep_dir}; "
+        "remove them, or use another --storage or another 'name'."
+    )
     db_file = study.sqlite_file(study_db)
     if exists and not resume and db_file is not None and not db_file.exists():
         raise clash  # checked before a new database file is created
@@ -119,42 +125,85 @@ def run_tune(
     before = study.prepare(plan, db, resume=resume, results_error=clash if exists else None)
     shown = study.shown_url(study_db)
     if not exists:
-        write_sweep_meta(storage, plan.name, session.sweep_meta(
-            plan.space, kind="tune", study=plan.name, study_storage=shown,
-            objectives=[o.as_dict() for o in plan.objectives]))
+        write_sweep_meta(
+            storage,
+            plan.name,
+            session.sweep_meta(
+                plan.space,
+                kind="tune",
+                study=plan.name,
+                study_storage=shown,
+                objectives=[o.as_dict() for o in plan.objectives],
+            ),
+        )
     target = plan.num_samples if num_samples is None else num_samples
     todo = max(0, target - study.finished(study.load(plan, db)))
     counts: dict[str, int] = {}
     if todo:
-        counts = _search(plan, db, before, todo, storage=storage, address=address,
-                         num_cpus=num_cpus, progress_every=progress_every, verbose=verbose,
-                         plugins=plugins)
+        counts = _search(
+            plan,
+            db,
+            before,
+            todo,
+            storage=storage,
+            address=address,
+            num_cpus=num_cpus,
+            progress_every=progress_every,
+            verbose=verbose,
+            plugins=plugins,
+        )
     elif progress_every > 0:
-        print(f"study {plan.name} already has {study.finished(study.load(plan, db))} finished "
-              f"trials (num_samples {target}); pass --num-samples to run more", flush=True)
+        print(
+            f"study {plan.name} already has {study.finished(study.load(plan, db))} finished "
+            f"trials (num_samples {target}); pass --num-samples to run more",
+            flush=True,
+        )
     trials = study.load(plan, db)
     best = study.best_trials(trials)
     folder = out if out is not None else (storage if "://" not in storage else Path.cwd())
     written = study.write_best(plan, trials, best, out=folder, study_db=shown) if best else ()
-    return TuneOutcome(plan.name, shown, sweep_dir, todo, counts, tuple(best), tuple(written),
-                       plan.objectives, study.state_counts(trials), time.monotonic() - t0,
-                       tuple(plugins))
+    return TuneOutcome(
+        plan.name,
+        shown,
+        sweep_dir,
+        todo,
+        counts,
+        tuple(best),
+        tuple(written),
+        plan.objectives,
+        study.state_counts(trials),
+        time.monotonic() - t0,
+        tuple(plugins),
+    )
 
 
-def _search(plan: TunePlan, db: Storage, before: int, todo: int, *,
-            storage: str, address: str | None, num_cpus: int | None, progress_every: float,
-            verbose: bool, plugins: Sequence[str]) -> dict[str, int]:
+def _search(
+    plan: TunePlan,
+    db: Storage,
+    before: int,
+    todo: int,
+    *,
+    storage: str,
+    address: str | None,
+    num_cpus: int | None,
+    progress_every: float,
+    verbose: bool,
+    plugins: Sequence[str],
+) -> dict[str, int]:
     """One Ray Tune experiment of `todo` trials on the study; returns the trials' end states."""
     sweep_dir = sweep_paths(storage, plan.name)[0]
     with session.ray_session(address, num_cpus, verbose):
         space = plan.space
         concurrency = min(todo, space.max_concurrent or session.slots(space.resources, plan.base))
         if progress_every > 0:
-            print(f"{'resuming' if before else 'starting'} study {plan.name}: {todo} trials, "
-                  f"{concurrency} at a time, on {session.where(address)} -> {sweep_dir}",
-                  flush=True)
-        runtime = Runtime(sweep_dir, space.resources, space.checkpoint_every, tuple(plugins),
-                          plan.objectives)
+            print(
+                f"{'resuming' if before else 'starting'} study {plan.name}: {todo} trials, "
+                f"{concurrency} at a time, on {session.where(address)} -> {sweep_dir}",
+                flush=True,
+            )
+        runtime = Runtime(
+            sweep_dir, space.resources, space.checkpoint_every, tuple(plugins), plan.objectives
+        )
         resources = space.resources
         if resources.gpu_from_batch_size and any(p.name == "batch_size" for p in plan.params):
             res: Any = session.PerTrialResources(resources)
@@ -180,9 +229,14 @@ def _scheduler(plan: TunePlan) -> ASHAScheduler | None:
     if plan.asha is None:
         return None
     a, objective = plan.asha, plan.objectives[0]
-    return ASHAScheduler(time_attr="epoch", metric=objective.key, mode=objective.mode,
-                         max_t=a.max_t, grace_period=a.grace_period,
-                         reduction_factor=a.reduction_factor)
+    return ASHAScheduler(
+        time_attr="epoch",
+        metric=objective.key,
+        mode=objective.mode,
+        max_t=a.max_t,
+        grace_period=a.grace_period,
+        reduction_factor=a.reduction_factor,
+    )
 
 
 def _searcher(plan: TunePlan, db: Storage, before: int) -> StudySearch:
@@ -213,12 +267,17 @@ class StudySearch(OptunaSearch):
             return None
         cfg: TrialConfig = apply_params(self._plan_base, params)
         number = self._ot_trials[trial_id].number
-        return {"trial": cfg.to_flat(), "params": dict(params), "number": number,
-                "key": f"{self._plan_name}-t{number:04d}",
-                "total_epochs": sum(r.epochs for r in plan_runs(cfg, self._objectives))}
+        return {
+            "trial": cfg.to_flat(),
+            "params": dict(params),
+            "number": number,
+            "key": f"{self._plan_name}-t{number:04d}",
+            "total_epochs": sum(r.epochs for r in plan_runs(cfg, self._objectives)),
+        }
 
-    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None,
-                          error: bool = False) -> None:
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
         stopped = not error and result is not None and result.get("trial_status") == "running"
         if stopped and trial_id in self._ot_trials and trial_id not in self._completed_trials:
             assert self._ot_study is not None  # set up before any trial is suggested

@@ -109,18 +109,14 @@ class PerTrialResources:
 
     def __call__(self, config: Mapping[str, Any]) -> tune.PlacementGroupFactory:
         share = self.resources.for_trial(TrialConfig.from_flat(config["trial"], "sweep trial"))
-        return tune.PlacementGroupFactory(
-            [{k.upper(): v for k, v in ray_resources(share).items()}]
-        )
+        return tune.PlacementGroupFactory([{k.upper(): v for k, v in ray_resources(share).items()}])
 
 
 def trial_resources(resources: Resources, trials: Sequence[TrialConfig]) -> Any:
     """A dict when every trial asks for the same; else the callable form (GPU share by batch)."""
     shares = {tuple(sorted(resources.for_trial(t).items())) for t in trials}
     if len(shares) <= 1:
-        return ray_resources(
-            resources.for_trial(trials[0]) if trials else {"cpu": 1.0, "gpu": 0.0}
-        )
+        return ray_resources(resources.for_trial(trials[0]) if trials else {"cpu": 1.0, "gpu": 0.0})
     return PerTrialResources(resources)
 
 
@@ -206,8 +202,12 @@ def sweep_meta(space: Space, **extra: Any) -> dict[str, Any]:
         text: str | None = Path(space.source).read_text()
     except OSError:
         text = None
-    return {"name": space.name, "source": os.path.abspath(space.source) if text else space.source,
-            "space_yaml": text, **extra}
+    return {
+        "name": space.name,
+        "source": os.path.abspath(space.source) if text else space.source,
+        "space_yaml": text,
+        **extra,
+    }
 
 
 def end_state(result: Any, stopped: str = "unfinished") -> str:
@@ -239,4 +239,8 @@ def compact(storage: str, sweep_id: str) -> str | None:
 
 def format_clock(seconds: float) -> str:
     s = int(max(seconds, 0))
-    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60:02d}:{s % 60:02d}"
+    return (
+        f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}"
+        if s >= 3600
+        else f"{s // 60:02d}:{s % 60:02d}"
+    )

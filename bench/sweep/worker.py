@@ -73,8 +73,7 @@ class TrialStates:
                 data = src.read()
         except FileNotFoundError:
             return None
-        state: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu",
-                                           weights_only=True)
+        state: dict[str, Any] = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         return state
 
     def save(self, key: str, payload: dict[str, Any]) -> None:
@@ -149,8 +148,12 @@ def bench_trial(config: dict[str, Any], runtime: Runtime) -> None:
     reporter = _Reporter(runtime, plan, provenance, states, states.load(plan.key))
     for index in range(len(reporter.finished), len(plan.runs)):
         resume = reporter.start(index)
-        run_trial(plan.runs[index], on_epoch=reporter.pending.append, resume_state=resume,
-                  on_checkpoint=reporter.on_checkpoint)
+        run_trial(
+            plan.runs[index],
+            on_epoch=reporter.pending.append,
+            resume_state=resume,
+            on_checkpoint=reporter.on_checkpoint,
+        )
         if reporter.pending:  # records after the last checkpoint: none with the current trainer
             reporter.absorb()
             reporter.report()
@@ -176,8 +179,11 @@ def _setup(cfg: TrialConfig, runtime: Runtime) -> dict[str, Any]:
     if cuda and 0 < share["gpu"] < 1:
         # Ray does not isolate GPU memory: a fractional share also caps this process's CUDA use.
         torch.cuda.set_per_process_memory_fraction(share["gpu"])
-    return {"hostname": socket.gethostname(), "started_at": time.time(),
-            "device_name": torch.cuda.get_device_name() if cuda else "cpu"}
+    return {
+        "hostname": socket.gethostname(),
+        "started_at": time.time(),
+        "device_name": torch.cuda.get_device_name() if cuda else "cpu",
+    }
 
 
 class _Reporter:
@@ -187,8 +193,14 @@ class _Reporter:
     already finished (objective key -> final value) and the trial's status in its last report.
     """
 
-    def __init__(self, runtime: Runtime, plan: TrialPlan, provenance: dict[str, Any],
-                 states: TrialStates, saved: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        plan: TrialPlan,
+        provenance: dict[str, Any],
+        states: TrialStates,
+        saved: dict[str, Any] | None,
+    ) -> None:
         self.runtime, self.plan, self.provenance, self.states = runtime, plan, provenance, states
         self.node_id = current_node_id()
         self.saved = saved
@@ -230,9 +242,15 @@ class _Reporter:
             self.finished.append(dict(self.latest))
         self.report()  # returns once the driver has stored the rows
         if final or self.epoch % self.runtime.checkpoint_every == 0:
-            self.states.save(self.plan.key, {"run": self.index, "state": state,
-                                             "finished": self.finished,
-                                             "trial_status": self.status})
+            self.states.save(
+                self.plan.key,
+                {
+                    "run": self.index,
+                    "state": state,
+                    "finished": self.finished,
+                    "trial_status": self.status,
+                },
+            )
         _maybe_fail_once(self.runtime.fail_once_dir, self.plan.key, self.epoch)
 
     def report(self) -> None:

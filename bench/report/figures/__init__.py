@@ -34,10 +34,14 @@ from bench.report.style import Styles, slug
 from bench.report.tables import fraction_label
 
 BAND_TEXT = "Bands: 95% t-intervals of the seed mean (df = n - 1; none below 3 seeds)."
-MARKS = ("x at the bottom: a seed diverged there; hollow triangle: a seed collapsed there; "
-         "hollow circle: seeds still running.")
-FAMILIES = ("A panel per loss family (a base loss and its cloa+/clop+ variants, one colour per "
-            "family in every figure; variants dashed/dotted as in CLOA Fig. 2).")
+MARKS = (
+    "x at the bottom: a seed diverged there; hollow triangle: a seed collapsed there; "
+    "hollow circle: seeds still running."
+)
+FAMILIES = (
+    "A panel per loss family (a base loss and its cloa+/clop+ variants, one colour per "
+    "family in every figure; variants dashed/dotted as in CLOA Fig. 2)."
+)
 
 
 @dataclass(frozen=True)
@@ -110,8 +114,11 @@ class FigureContext:
 
 def modules() -> list[ModuleType]:
     """Every figure module of this package, in `ORDER`."""
-    found = [importlib.import_module(f"{__name__}.{m.name}")
-             for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_")]
+    found = [
+        importlib.import_module(f"{__name__}.{m.name}")
+        for m in pkgutil.iter_modules(__path__)
+        if not m.name.startswith("_")
+    ]
     return sorted(found, key=lambda m: (m.ORDER, m.__name__))
 
 

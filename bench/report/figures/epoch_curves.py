@@ -22,30 +22,43 @@ def draw(ctx: FigureContext) -> FigureSpec | None:
         return None
     ename = ctx.epoch_col.removeprefix("m_")
     return FigureSpec(
-        f"epoch_curves-{ctx.tag}", f"{ds}: {ename} per epoch",
+        f"epoch_curves-{ctx.tag}",
+        f"{ds}: {ename} per epoch",
         f"Seed-mean test {ename} at every evaluated epoch, {fraction_label(lf)}, each loss "
         f"at its (batch size, lr) {ctx.chosen}. {BAND_TEXT}",
-        epoch_curves(epochs, ctx.styles, ename,
-                     f"{ds}: {ename} per epoch ({fraction_label(lf)}, selected setting)"), ds)
+        epoch_curves(
+            epochs,
+            ctx.styles,
+            ename,
+            f"{ds}: {ename} per epoch ({fraction_label(lf)}, selected setting)",
+        ),
+        ds,
+    )
 
 
 def selected_settings(long: pd.DataFrame, lf: float) -> pd.DataFrame:
     """Per (sweep, loss) at label fraction `lf`: the (batch size, lr) with the best seed-mean
     selection metric (validation when the store has it; ties: smaller batch size)."""
     at = long[long["label_fraction"] == lf].sort_values(
-        ["sweep_id", "loss", "selection_mean", "batch_size"], ascending=[True, True, False, True],
-        kind="mergesort", na_position="last")
+        ["sweep_id", "loss", "selection_mean", "batch_size"],
+        ascending=[True, True, False, True],
+        kind="mergesort",
+        na_position="last",
+    )
     best = at.drop_duplicates(["sweep_id", "loss"]).dropna(subset=["best_lr"])
     return best.rename(columns={"loss": "entry", "best_lr": "lr"})[
-        ["sweep_id", "entry", "batch_size", "lr"]]
+        ["sweep_id", "entry", "batch_size", "lr"]
+    ]
 
 
-def epoch_summary(rows: pd.DataFrame, cells: pd.DataFrame, long: pd.DataFrame, column: str,
-                  lf: float) -> pd.DataFrame:
+def epoch_summary(
+    rows: pd.DataFrame, cells: pd.DataFrame, long: pd.DataFrame, column: str, lf: float
+) -> pd.DataFrame:
     """Per (sweep, loss, epoch) at label fraction `lf`: the seed mean of `column` (and its band)
     at the loss's selected (batch size, lr). Reads the raw rows (every evaluated epoch)."""
-    keys = cells[cells["label_fraction"] == lf][["sweep_id", "trial_id", "entry", "lr",
-                                                 "batch_size"]]
+    keys = cells[cells["label_fraction"] == lf][
+        ["sweep_id", "trial_id", "entry", "lr", "batch_size"]
+    ]
     keys = keys.merge(selected_settings(long, lf), on=["sweep_id", "entry", "batch_size", "lr"])
     parts = []
     for sweep, k in keys.groupby("sweep_id", sort=True):
@@ -79,8 +92,14 @@ def epoch_curves(summary: pd.DataFrame, styles: Styles, ylabel: str, title: str)
             ax.plot(sub["epoch"], sub["mean"], lw=1.3, ms=3, **st)
             band = sub["low"].notna()
             if band.any():
-                ax.fill_between(sub["epoch"][band], sub["low"][band], sub["high"][band],
-                                color=st["color"], alpha=0.15, lw=0)
+                ax.fill_between(
+                    sub["epoch"][band],
+                    sub["low"][band],
+                    sub["high"][band],
+                    color=st["color"],
+                    alpha=0.15,
+                    lw=0,
+                )
         ax.set_ylim(*ylim)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(label(family), fontsize=9, color=styles.color(family), fontweight="bold")

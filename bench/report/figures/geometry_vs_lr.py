@@ -23,13 +23,20 @@ def draw(ctx: FigureContext) -> FigureSpec | None:
     ds, lf = ctx.dataset, ctx.lf
     kinds = " and ".join(geometry)
     return FigureSpec(
-        f"geometry_vs_lr-{ctx.tag}", f"{ds}: embedding geometry vs learning rate",
+        f"geometry_vs_lr-{ctx.tag}",
+        f"{ds}: embedding geometry vs learning rate",
         f"Backbone features at {fraction_label(lf)}: {kinds}, a row per loss family, a "
         "column per (measure, batch size); dashed red: the collapse threshold of the "
         f"leaderboard's collapse rule. {BAND_TEXT} {MARKS}",
-        geometry_vs_lr({k: v[v["label_fraction"] == lf] for k, v in geometry.items()},
-                       ctx.styles, thresholds, log_kinds,
-                       f"{ds}: backbone geometry vs learning rate ({fraction_label(lf)})"), ds)
+        geometry_vs_lr(
+            {k: v[v["label_fraction"] == lf] for k, v in geometry.items()},
+            ctx.styles,
+            thresholds,
+            log_kinds,
+            f"{ds}: backbone geometry vs learning rate ({fraction_label(lf)})",
+        ),
+        ds,
+    )
 
 
 def measures(ctx: FigureContext) -> tuple[dict[str, pd.DataFrame], dict[str, float], set[str]]:
@@ -41,11 +48,15 @@ def measures(ctx: FigureContext) -> tuple[dict[str, pd.DataFrame], dict[str, flo
     def has(col: str) -> bool:
         return col in cells.columns and bool(cells.loc[finished, col].notna().any())
 
-    shown = ([("m_h_nvar", "normalised variance"), ("m_h_dead", "dead-unit share")]
-             if has("m_h_nvar") else
-             [("m_h_total_var", "total variance"), ("m_h_rankme", "RankMe")])
-    thresholds = {"normalised variance": options.nvar_threshold,
-                  "dead-unit share": options.dead_threshold}
+    shown = (
+        [("m_h_nvar", "normalised variance"), ("m_h_dead", "dead-unit share")]
+        if has("m_h_nvar")
+        else [("m_h_total_var", "total variance"), ("m_h_rankme", "RankMe")]
+    )
+    thresholds = {
+        "normalised variance": options.nvar_threshold,
+        "dead-unit share": options.dead_threshold,
+    }
     if not has("m_h_nvar"):
         thresholds = {"RankMe": options.rankme_threshold}
     out = {}
@@ -56,8 +67,13 @@ def measures(ctx: FigureContext) -> tuple[dict[str, pd.DataFrame], dict[str, flo
     return out, {k: v for k, v in thresholds.items() if k in out}, {"total variance"}
 
 
-def geometry_vs_lr(summaries: dict[str, pd.DataFrame], styles: Styles,
-                   thresholds: dict[str, float], log_kinds: set[str], title: str) -> Figure:
+def geometry_vs_lr(
+    summaries: dict[str, pd.DataFrame],
+    styles: Styles,
+    thresholds: dict[str, float],
+    log_kinds: set[str],
+    title: str,
+) -> Figure:
     """Embedding geometry vs lr: a row per loss family, a column per (measure, batch size);
     the collapse threshold of a measure dotted red."""
     kinds = list(summaries)
@@ -97,5 +113,3 @@ def geometry_vs_lr(summaries: dict[str, pd.DataFrame], styles: Styles,
     style.legend(fig, handles, right)
     style.title(fig, title)
     return fig
-
-

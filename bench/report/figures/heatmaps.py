@@ -27,12 +27,21 @@ def draw(ctx: FigureContext) -> FigureSpec:
     info = ctx.info
     names = {k: str(v) for k, v in info["name"].items()} if "name" in info.columns else None
     return FigureSpec(
-        f"heatmaps-{ctx.tag}", f"{ds}: {name}, lr x batch size",
+        f"heatmaps-{ctx.tag}",
+        f"{ds}: {name}, lr x batch size",
         f"Seed-mean test {name} per (lr, batch size) at {fraction_label(lf)}. 'div': every seed "
         "diverged; hatched: some seeds diverged; 'k/n col': k of n seeds collapsed; '…d/n': d "
         "of n seeds finished.",
-        heatmaps(ctx.accuracy, name, lf, f"{ds}: test {name}, lr x batch size "
-                 f"({fraction_label(lf)}; hatched = diverged seeds, … = running)", names), ds)
+        heatmaps(
+            ctx.accuracy,
+            name,
+            lf,
+            f"{ds}: test {name}, lr x batch size "
+            f"({fraction_label(lf)}; hatched = diverged seeds, … = running)",
+            names,
+        ),
+        ds,
+    )
 
 
 def _cell_text(r: pd.Series) -> str:
@@ -49,19 +58,32 @@ def _cell_text(r: pd.Series) -> str:
     return text
 
 
-def heatmaps(summary: pd.DataFrame, ylabel: str, lf: float, title: str,
-             names: dict[tuple[str, str], str] | None = None) -> Figure:
+def heatmaps(
+    summary: pd.DataFrame,
+    ylabel: str,
+    lf: float,
+    title: str,
+    names: dict[tuple[str, str], str] | None = None,
+) -> Figure:
     """A panel per (sweep, loss): rows = batch size, columns = lr, at label fraction `lf`;
     `names` gives each (sweep, entry) its panel title."""
     summary = summary[summary["label_fraction"] == lf]
-    entries = list(summary[["sweep_id", "entry"]].drop_duplicates().itertuples(index=False,
-                                                                               name=None))
+    entries = list(
+        summary[["sweep_id", "entry"]].drop_duplicates().itertuples(index=False, name=None)
+    )
     lrs = sorted(summary["lr"].unique())
     bss = sorted(summary["batch_size"].unique())
     nrows, ncols = style.panels(len(entries), max_cols=3)
-    fig, axes = style.grid(nrows, ncols, w=max(2.4, 0.5 * len(lrs) + 0.4),
-                           h=0.42 * len(bss) + 0.5, right=1.1, sharex=False, bottom=0.95,
-                           hgap=1.2)
+    fig, axes = style.grid(
+        nrows,
+        ncols,
+        w=max(2.4, 0.5 * len(lrs) + 0.4),
+        h=0.42 * len(bss) + 0.5,
+        right=1.1,
+        sharex=False,
+        bottom=0.95,
+        hgap=1.2,
+    )
     vmax = float(np.nanmax(summary["mean"])) if summary["mean"].notna().any() else 1.0
     image = None
     multi = summary["sweep_id"].nunique() > 1
@@ -71,16 +93,25 @@ def heatmaps(summary: pd.DataFrame, ylabel: str, lf: float, title: str,
         grid = np.full((len(bss), len(lrs)), np.nan)
         for r in sub.itertuples():
             grid[bss.index(r.batch_size), lrs.index(r.lr)] = r.mean
-        image = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto",
-                          origin="lower")
+        image = ax.imshow(grid, cmap="viridis", vmin=0.0, vmax=vmax, aspect="auto", origin="lower")
         for _, r in sub.iterrows():
             x, y = lrs.index(r["lr"]), bss.index(r["batch_size"])
             dark = not np.isnan(r["mean"]) and r["mean"] < 0.6 * vmax  # viridis: low = dark
-            ax.text(x, y, _cell_text(r), ha="center", va="center", fontsize=7,
-                    color="white" if dark else "black")
+            ax.text(
+                x,
+                y,
+                _cell_text(r),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if dark else "black",
+            )
             if r["n_diverged"]:
-                ax.add_patch(Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, hatch="///",
-                                       edgecolor="0.35", lw=0))
+                ax.add_patch(
+                    Rectangle(
+                        (x - 0.5, y - 0.5), 1, 1, fill=False, hatch="///", edgecolor="0.35", lw=0
+                    )
+                )
         ax.set_xticks(range(len(lrs)), [f"{v:g}" for v in lrs], rotation=45)
         ax.set_yticks(range(len(bss)), [str(v) for v in bss])
         shown = (names or {}).get((sweep, entry), entry)

@@ -16,13 +16,19 @@ COLUMNS: tuple[str, ...] = ()
 def draw(ctx: FigureContext) -> FigureSpec:
     ds, name = ctx.dataset, ctx.name
     return FigureSpec(
-        f"score_vs_lr-{ctx.tag}", f"{ds}: score above chance vs learning rate",
+        f"score_vs_lr-{ctx.tag}",
+        f"{ds}: score above chance vs learning rate",
         f"The leaderboard's cell score, (acc - chance) / (1 - chance) of the test {name} with "
         f"diverged = 0, averaged per seed over batch sizes ({ctx.batch_sizes}) and label "
         f"fractions ({ctx.label_fractions}), then over seeds. {BAND_TEXT} {FAMILIES} {MARKS}",
-        score_vs_lr(ctx.ordered(curves.score_summary(ctx.cells)), ctx.styles,
-                    f"{ds}: score above chance vs learning rate (0 = chance, 1 = perfect)"),
-        ds, headline=True)
+        score_vs_lr(
+            ctx.ordered(curves.score_summary(ctx.cells)),
+            ctx.styles,
+            f"{ds}: score above chance vs learning rate (0 = chance, 1 = perfect)",
+        ),
+        ds,
+        headline=True,
+    )
 
 
 def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
@@ -30,7 +36,9 @@ def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
     entries = curves.entries(summary)
     panels = family_panels(entries, styles)
     multi = summary["sweep_id"].nunique() > 1
-    handles, right = curves.legend(entries, styles, multi, [curves.chance_handle("chance (score 0)")])
+    handles, right = curves.legend(
+        entries, styles, multi, [curves.chance_handle("chance (score 0)")]
+    )
     nrows, ncols = style.panels(len(panels))
     fig, axes = style.grid(nrows, ncols, w=2.6, h=2.0, right=right, sharex=False)
     lrs = sorted(summary["lr"].unique())
@@ -52,5 +60,3 @@ def score_vs_lr(summary: pd.DataFrame, styles: Styles, title: str) -> Figure:
     style.legend(fig, handles, right)
     style.title(fig, title)
     return fig
-
-

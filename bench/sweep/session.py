@@ -150,7 +150,7 @@ def sweep_paths(storage: str, sweep_id: str) -> tuple[str, str, str]:
     return sweep_dir, ray_storage, f"{ray_storage}/{sweep_id}"
 
 
-def trainable(fn: Callable[..., None], runtime: Any, resources: Any) -> Any:
+def bind(fn: Callable[..., None], runtime: Any, resources: Any) -> Any:
     """`fn(config, runtime)` with its runtime bound and its resources declared."""
     return tune.with_resources(tune.with_parameters(fn, runtime=runtime), resources)
 

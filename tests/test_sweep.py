@@ -82,7 +82,8 @@ def local_sweep(tmp_path_factory):
     (fail_dir / flaky.trial_id()).write_text("2")
     shutdown_ray()
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+        logging_level=logging.WARNING,
     )
     os.environ[FAIL_ONCE_ENV] = str(fail_dir)
     try:
@@ -272,6 +273,7 @@ def test_two_trials_share_one_gpu(tmp_path):
         pytest.skip("needs a CUDA GPU")
     shutdown_ray()
     ray.init(
+        address="local",
         num_cpus=2,
         num_gpus=1,
         include_dashboard=False,

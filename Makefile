@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-test: $(STAMP)
-	$(BIN)/ruff check bench tests benchmarks
+# The contract (docs/ARCHITECTURE.md): lint, layout, the import rules and types (`make lint`),
+# then the tests.
+test: lint
 	$(BIN)/python -m pytest -q
 
 # The demo sweep writes to results/demo/<sweep_id>/ (--resume: a rerun continues or returns at
@@ -44,7 +45,9 @@ reproduce: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check bench tests benchmarks
-	$(BIN)/ruff format --check bench tests benchmarks
+	$(BIN)/ruff format --check bench
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .import_linter_cache

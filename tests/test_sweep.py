@@ -82,7 +82,8 @@ def local_sweep(tmp_path_factory):
     (fail_dir / flaky.trial_id()).write_text("2")
     shutdown_ray()
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING
+        address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+        logging_level=logging.WARNING,
     )
     os.environ[FAIL_ONCE_ENV] = str(fail_dir)
     try:
@@ -272,6 +273,7 @@ def test_two_trials_share_one_gpu(tmp_path):
         pytest.skip("needs a CUDA GPU")
     shutdown_ray()
     ray.init(
+        address="local",
         num_cpus=2,
         num_gpus=1,
         include_dashboard=False,
@@ -289,3 +291,29 @@ def test_two_trials_share_one_gpu(tmp_path):
     df = read_results(tmp_path)
     assert one_row_per_key(df) and len(df) == 2 * 3
     assert (df["device_name"] == torch.cuda.get_device_name()).all()
+
+
+# --- experiments started before bench/sweep.py became a package ------------------------------
+
+
+def test_objects_pickled_under_the_old_module_names_still_load(tmp_path):
+    """A sweep started before the split pickled its callbacks and helpers as `bench.sweep.X`;
+    `--resume` unpickles them (protocol 0 keeps the module path as plain text to rewrite)."""
+    import pickle
+
+    from bench.sweep.callbacks import ProgressCallback, StoreCallback
+    from bench.sweep.session import trial_dirname
+
+    store = StoreCallback(str(tmp_path), "s")
+    del store.objectives, store.study  # attributes an old instance does not have
+    for obj in (store, ProgressCallback(5, [3]), trial_dirname):
+        old = pickle.dumps(obj, protocol=0)
+        for module in (b"bench.sweep.callbacks", b"bench.sweep.session"):
+            old = old.replace(module, b"bench.sweep")
+        assert b"bench.sweep\n" in old
+        again = pickle.loads(old)
+        assert type(again) is type(obj) or again is obj
+    restored = pickle.loads(pickle.dumps(store, protocol=0).replace(b"bench.sweep.callbacks",
+                                                                     b"bench.sweep"))
+    restored.setup()
+    assert restored.objectives == () and restored.study is None

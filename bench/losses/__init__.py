@@ -31,7 +31,7 @@ from bench.losses._registry import (
     loss_info,
     register_loss,
 )
-from bench.losses.base import check_range, check_views, checked_forward
+from bench.losses.base import LossParamError, check_range, check_views, checked_forward
 from bench.losses.catalog import format_loss_table
 from bench.losses.composite import AddonTerm, CompositeLoss, orthonormal_targets
 from bench.losses.plugins import PluginError, load_entry_point_plugins, load_plugin
@@ -45,6 +45,7 @@ __all__ = [
     "DuplicateLossError",
     "LossInfo",
     "LossLookupError",
+    "LossParamError",
     "PluginError",
     "build_loss",
     "check_range",

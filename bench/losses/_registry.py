@@ -6,7 +6,6 @@ The two dicts below are the package's only global state. They are filled at impo
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import inspect
 import re
@@ -16,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from torch import nn
+
+from bench.config import did_you_mean
 
 _C = TypeVar("_C", bound=type[nn.Module])
 
@@ -164,9 +165,13 @@ def list_addons() -> list[str]:
     return sorted(_ADDONS)
 
 
+def _sentence(hint: str) -> str:
+    """A suggestion as a sentence of its own: " Did you mean 'x'?" ("" for none)."""
+    return f" {hint[:1].upper()}{hint[1:]}" if hint else ""
+
+
 def _unknown(what: str, name: str, choices: list[str], known: str) -> LossLookupError:
-    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    hint = _sentence(did_you_mean(name, choices, n=3, cutoff=0.5))
     return LossLookupError(f"Unknown {what} {name!r}.{hint} {known}")
 
 
@@ -264,8 +269,7 @@ def build_loss(
     unknown = sorted(set(params) - set(info.params))
     if unknown:
         allowed = ", ".join(f"{k}={v!r}" for k, v in info.params.items()) or "none"
-        close = {m for u in unknown for m in difflib.get_close_matches(u, list(info.params), n=1)}
-        hint = f" Did you mean {', '.join(sorted(close))}?" if close else ""
+        hint = "".join(_sentence(did_you_mean(u, info.params)) for u in unknown)
         raise LossLookupError(
             f"Unknown parameter(s) {', '.join(unknown)} for loss {info.name!r}."
             f"{hint} Allowed parameters (defaults): {allowed}."

@@ -90,6 +90,18 @@ def checked_forward(fn: Forward[_M]) -> Forward[_M]:
     return forward
 
 
+class LossParamError(ValueError):
+    """A loss parameter its loss does not accept; keeps the `loss`, the `param`, its `value` and
+    what it `must` be, so a caller that knows where the value came from can say so."""
+
+    def __init__(self, loss: str, param: str, value: Any, must: str) -> None:
+        super().__init__(f"{loss}: {param} must be {must}, got {value!r}.")
+        self.loss, self.param, self.value, self.must = loss, param, value, must
+
+    def __reduce__(self) -> tuple[type[LossParamError], tuple[str, str, Any, str]]:
+        return type(self), (self.loss, self.param, self.value, self.must)  # picklable (Ray)
+
+
 def check_range(
     loss: str,
     name: str,
@@ -103,7 +115,7 @@ def check_range(
     """Return ``float(value)`` if it is a finite real number in the given range.
 
     Raises:
-        ValueError: e.g. ``"infonce: temperature must be > 0, got -1."``.
+        LossParamError: a ValueError, e.g. ``"infonce: temperature must be > 0, got -1."``.
     """
     bounds = [
         f"{op} {b:g}" for op, b in ((">", gt), (">=", ge), ("<", lt), ("<=", le)) if b is not None
@@ -118,5 +130,5 @@ def check_range(
             or (le is not None and not value <= le)
         )
     if not ok:
-        raise ValueError(f"{loss}: {name} must be {allowed}, got {value!r}.")
+        raise LossParamError(loss, name, value, allowed)
     return float(value)

@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.losses.base import check_range, checked_forward
+from bench.losses.base import LossParamError, check_range, checked_forward
 
 # How an add-on term reduces its per-embedding values ``1 - cos(z, c_y)`` over the 2B embeddings
 # of a batch: "batch" = sum over the labelled ones / 2B, "labelled" = mean over the labelled ones,
@@ -24,9 +24,7 @@ ADDON_REDUCTIONS = ("batch", "labelled", "sum")
 def check_reduction(loss: str, value: Any) -> str:
     """Return ``value`` if it is one of :data:`ADDON_REDUCTIONS`, else a one-sentence ValueError."""
     if not isinstance(value, str) or value not in ADDON_REDUCTIONS:
-        raise ValueError(
-            f"{loss}: reduction must be one of 'batch', 'labelled' or 'sum', got {value!r}."
-        )
+        raise LossParamError(loss, "reduction", value, "one of 'batch', 'labelled' or 'sum'")
     return value
 
 

@@ -53,7 +53,7 @@ def loss_value_problem(loss: str, params: Mapping[str, Any], dim: int = 2) -> st
     A loss that does not build even with its defaults in this stand-in context (a plugin that
     needs the real dataset) is left to the trial's own check: None.
     """
-    from bench.losses import build_loss
+    from bench.losses import LossParamError, build_loss
 
     context = {**_STAND_IN, "dim": max(dim, 2)}
     try:
@@ -62,9 +62,10 @@ def loss_value_problem(loss: str, params: Mapping[str, Any], dim: int = 2) -> st
         return None
     try:
         build_loss(loss, **context, **params)
+    except LossParamError as exc:
+        return f"it must be {exc.must}."
     except (ValueError, TypeError, KeyError) as exc:
-        text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
-        return text.removeprefix(f"{loss}: ")
+        return str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
     return None
 
 

@@ -15,14 +15,23 @@ import Ray.
 
 from typing import Any
 
-# Experiments started before the grid and the search shared their callbacks pickled them as
-# `bench.sweep.StoreCallback` and `bench.sweep.ProgressCallback`; `--resume` unpickles them.
-_MOVED = {"StoreCallback": "bench.sweep.callbacks", "ProgressCallback": "bench.sweep.callbacks"}
+# Experiments started before bench/sweep.py became this package pickled its objects under the
+# names below (the callbacks, the trial-directory namer, the trainable's runtime); `--resume`
+# unpickles them, so the old names still lead to the new homes.
+_MOVED = {
+    "StoreCallback": ("bench.sweep.callbacks", "StoreCallback"),
+    "ProgressCallback": ("bench.sweep.callbacks", "ProgressCallback"),
+    "trial_dirname": ("bench.sweep.session", "trial_dirname"),
+    "PerTrialResources": ("bench.sweep.session", "PerTrialResources"),
+    "bench_trial": ("bench.sweep.worker", "bench_trial"),
+    "_Runtime": ("bench.sweep.worker", "Runtime"),
+}
 
 
 def __getattr__(name: str) -> Any:
     if name in _MOVED:
         import importlib
 
-        return getattr(importlib.import_module(_MOVED[name]), name)
+        module, attribute = _MOVED[name]
+        return getattr(importlib.import_module(module), attribute)
     raise AttributeError(f"module 'bench.sweep' has no attribute {name!r}")

@@ -175,9 +175,7 @@ def _tuner(
     space is passed again: Tune does not store it, and a driver killed before its first
     experiment snapshot leaves nothing else to rebuild the trials from.
     """
-    trainable = session.trainable(
-        bench_trial, runtime, session.trial_resources(space.resources, trials)
-    )
+    trainable = session.bind(bench_trial, runtime, session.trial_resources(space.resources, trials))
     param_space = {"trial": tune.grid_search([t.to_flat() for t in trials])}
     if restore_from is not None:
         return tune.Tuner.restore(

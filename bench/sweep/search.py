@@ -210,7 +210,7 @@ def _search(
         else:
             res = session.ray_resources(resources.for_trial(plan.base))
         tuner = session.make_tuner(
-            session.trainable(bench_trial, runtime, res),
+            session.bind(bench_trial, runtime, res),
             name=f"run-{time.strftime('%Y%m%d-%H%M%S')}-{before}", storage=storage,
             sweep_id=plan.name, space=space, max_concurrent=concurrency,
             callbacks=[StoreCallback(storage, plan.name, plan.objectives, study=plan.name),

@@ -62,6 +62,9 @@ def init_ray(address: str | None, num_cpus: int | None, verbose: bool) -> bool:
         logging_level=logging.INFO if verbose else logging.WARNING,
     )
     if address is None:
+        # "local": a new embedded Ray even when another one runs on this machine (address None
+        # would join the latest `ray start` cluster, and then refuse num_cpus).
+        address = "local"
         kwargs["num_cpus"] = num_cpus or os.cpu_count() or 1
     ray.init(address=address, **kwargs)
     return True
@@ -150,7 +153,7 @@ def sweep_paths(storage: str, sweep_id: str) -> tuple[str, str, str]:
     return sweep_dir, ray_storage, f"{ray_storage}/{sweep_id}"
 
 
-def trainable(fn: Callable[..., None], runtime: Any, resources: Any) -> Any:
+def bind(fn: Callable[..., None], runtime: Any, resources: Any) -> Any:
     """`fn(config, runtime)` with its runtime bound and its resources declared."""
     return tune.with_resources(tune.with_parameters(fn, runtime=runtime), resources)
 

@@ -123,10 +123,6 @@ class TrialPlan:
     runs: tuple[TrialConfig, ...]
     run_ids: tuple[str, ...]
 
-    @property
-    def epochs(self) -> int:
-        return sum(r.epochs for r in self.runs)
-
 
 def trial_plan(config: Mapping[str, Any], objectives: Sequence[Objective] = ()) -> TrialPlan:
     """The plan of the Tune trial whose config is `config` ({"trial": flat config, "key"?})."""
@@ -206,7 +202,9 @@ class _Reporter:
         self.saved = saved
         self.status = str(saved.get("trial_status", "done")) if saved else "running"
         finished = saved.get("finished") if saved else None
-        if saved is not None and finished is None:  # a grid state saved before the runs were
+        if saved is not None and finished is None:
+            # A grid trial's state saved by an earlier version holds no runs: its one run has
+            # finished when its status is final.
             finished = [{}] if self.status in FINISHED else []
         self.finished: list[dict[str, float | None]] = [dict(s) for s in finished or []]
         self.pending: list[dict[str, Any]] = []

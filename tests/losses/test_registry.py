@@ -86,7 +86,7 @@ def test_reversed_composite_and_lone_addon_say_how_to_compose() -> None:
 def test_unknown_parameter_names_the_loss_and_allowed_parameters() -> None:
     with pytest.raises(
         KeyError,
-        match=r"temprature for loss 'infonce'.*Did you mean temperature"
+        match=r"temprature for loss 'infonce'.*Did you mean 'temperature'"
         r".*Allowed parameters \(defaults\): temperature=0.5",
     ):
         build_loss("infonce", temprature=0.1)

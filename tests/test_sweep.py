@@ -135,7 +135,7 @@ def test_fragments_are_compacted_and_sweep_metadata_written(local_sweep):
     assert sorted(p.stem for p in (sweep_dir / "trials").glob("*.parquet")) == sorted(
         t.trial_id() for t in local_sweep["trials"]
     )
-    assert not list((sweep_dir / "fragments").rglob("*.parquet"))
+    assert not [p for p in (sweep_dir / "fragments").rglob("*") if p.is_file()]
     meta = read_sweep_meta(local_sweep["storage"], local_sweep["outcome"].sweep_id)
     assert meta["n_trials"] == 4 and len(meta["trials"]) == 4
     assert (sweep_dir / "_ray").is_dir()  # Ray's experiment state lives beside the results
@@ -232,7 +232,7 @@ def test_sweep_killed_mid_way_resumes_to_exactly_one_row_per_key(tmp_path):
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     deadline = time.monotonic() + 180
-    while not list(storage.glob("*/fragments/*/*.parquet")):
+    while not list(storage.glob("*/fragments/*/*.arrow")):
         assert proc.poll() is None, f"the sweep ended before any result: {proc.stdout.read()}"
         assert time.monotonic() < deadline, "no result fragment within 180 s"
         time.sleep(0.1)

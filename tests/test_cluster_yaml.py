@@ -1,6 +1,7 @@
-"""cluster.yaml passes Ray's own cluster-launcher validation and keeps the properties the sweep
+"""cluster/aws.yaml passes Ray's own cluster-launcher validation and keeps the properties the sweep
 relies on (reference/ray-and-storage.md C.1). No cloud access: `prepare_config` only merges the
-provider defaults and `validate_config` checks Ray's JSON schema."""
+provider defaults and `validate_config` checks Ray's JSON schema. ./cluster.yaml, the documented
+entry (`ray up cluster.yaml`), is an identical copy. The KubeRay RayJob: tests/test_kuberay.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-CLUSTER = Path(__file__).resolve().parents[1] / "cluster.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "cluster" / "aws.yaml"
+
+
+def test_top_level_cluster_yaml_is_a_copy_of_cluster_aws_yaml():
+    assert (ROOT / "cluster.yaml").read_bytes() == CLUSTER.read_bytes(), (
+        "cluster.yaml and cluster/aws.yaml differ: edit cluster/aws.yaml, then "
+        "cp cluster/aws.yaml cluster.yaml"
+    )
 
 
 @pytest.fixture(scope="module")

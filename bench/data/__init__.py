@@ -5,8 +5,8 @@ labels int64); `run_trial` moves them to the trial's device once and never touch
 (the airbench pattern, see `shared/reference/performance.md` section 1.1).
 
 Built in: `synthetic_subspaces` (CLOA section 3), `digits` (scikit-learn, ships with the package:
-the offline default), `cifar10`, `cifar100` (torchvision) and `tiny_imagenet` (standard folder
-layout). Heavy imports (torchvision, scikit-learn, PIL) happen inside the loaders so that importing
+the offline default), `synthetic_images` (CIFAR-shaped, seeded, no download: throughput checks),
+`cifar10`, `cifar100` (torchvision) and `tiny_imagenet` (standard folder layout). Heavy imports (torchvision, scikit-learn, PIL) happen inside the loaders so that importing
 `bench.data` stays cheap.
 """
 
@@ -157,7 +157,7 @@ def check_param(name: str, key: str, value: Any, ok: bool, allowed: str) -> None
 
 
 # Built-in datasets register themselves on import (after the registry above exists).
-from bench.data import cifar, digits, synthetic, tiny_imagenet  # noqa: E402
+from bench.data import cifar, digits, synthetic, synthetic_images, tiny_imagenet  # noqa: E402
 
 __all__ = [
     "DataError",
@@ -171,5 +171,6 @@ __all__ = [
     "register_dataset",
     "resolve_root",
     "synthetic",
+    "synthetic_images",
     "tiny_imagenet",
 ]

@@ -243,7 +243,11 @@ def read_results(
             raise StoreError(f"no results under {shown}: no rows of sweep {sweep_id!r}.")
     if table.num_rows == 0:
         raise StoreError(f"no results under {shown}: the Parquet files hold no rows.")
-    return dedup(table).to_pandas()
+    # One block per column, Arrow's memory released column by column as it is converted: ~30%
+    # less peak memory, and for a big first read (a new process, every page faulted in) 2-3x less
+    # time than consolidating same-typed columns into new 2-D blocks (benchmarks/store.py). The
+    # table is not used after this.
+    return dedup(table).to_pandas(split_blocks=True, self_destruct=True)
 
 
 def expand_extra(df: pd.DataFrame) -> pd.DataFrame:

@@ -14,6 +14,7 @@ import math
 import numbers
 import socket
 import subprocess
+import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -130,6 +131,7 @@ _RECORD_COLUMNS = ("epoch", "step", "time_s", "label_fraction", *METRIC_COLUMNS)
 # cfg is kept so that its id cannot be reused by another object while the entry lives.
 _CONSTANTS: OrderedDict[tuple, tuple[TrialConfig, str, dict[str, pa.Array]]] = OrderedDict()
 _CONSTANTS_SIZE = 256  # trial attempts whose columns stay cached (a sweep's running trials)
+_CONSTANTS_LOCK = threading.Lock()  # writers may run on several threads
 _NULLS: dict[tuple[int, pa.DataType], pa.Array] = {}
 
 
@@ -167,12 +169,13 @@ def _constant_columns(
     try:
         prov_key = tuple(sorted((k, v) for k, v in provenance.items() if k != "written_at"))
         key: tuple | None = (id(cfg), sweep_id, trial_id, attempt, study, prov_key, n)
-        hit = _CONSTANTS.get(key)  # type: ignore[arg-type]
+        with _CONSTANTS_LOCK:
+            hit = _CONSTANTS.get(key)  # type: ignore[arg-type]
+            if hit is not None and hit[0] is cfg:
+                _CONSTANTS.move_to_end(key)  # type: ignore[arg-type]
+                return hit[1], hit[2]
     except TypeError:  # an unhashable provenance value: build without the cache
-        key, hit = None, None
-    if hit is not None and hit[0] is cfg:
-        _CONSTANTS.move_to_end(key)  # type: ignore[arg-type]
-        return hit[1], hit[2]
+        key = None
     trial_id = trial_id or cfg.trial_id()
     base, addon = split_loss(cfg.loss)
     values: dict[str, Any] = {
@@ -192,9 +195,10 @@ def _constant_columns(
         if value is not None
     }
     if key is not None:
-        _CONSTANTS[key] = (cfg, trial_id, columns)
-        if len(_CONSTANTS) > _CONSTANTS_SIZE:
-            _CONSTANTS.popitem(last=False)
+        with _CONSTANTS_LOCK:
+            _CONSTANTS[key] = (cfg, trial_id, columns)
+            if len(_CONSTANTS) > _CONSTANTS_SIZE:
+                _CONSTANTS.popitem(last=False)
     return trial_id, columns
 
 

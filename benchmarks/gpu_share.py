@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -142,6 +143,9 @@ def main() -> int:
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
+    # Stopped by a time limit (`timeout` signals the whole process group, workers included):
+    # exit through the `with` blocks, so the barrier folder is removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(128 + signal.SIGTERM))
     alone = summarize(launch(args, 1))
     shared = summarize(launch(args, args.trials))
     result = {

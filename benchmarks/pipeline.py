@@ -8,7 +8,7 @@ Two feeds of the same model, loss and optimizer in the same process:
 Prints views/s for both and the ratio, and writes benchmarks/results/pipeline-<device>.json.
 Goal (issue 3): >= 80k views/s for CIFAR resnet18 with bf16 on an H100.
 
-    .venv/bin/python benchmarks/pipeline.py [--device cpu|cuda] [--n 1024] [--epochs 2]
+    .venv/bin/python benchmarks/pipeline.py [--device cpu|cuda] [--n 1024] [--epochs 2] [--out FILE]
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ from bench.train import prepare_trial
 RESULTS = Path(__file__).parent / "results"
 
 
-def random_cifar(n: int, seed: int = 0) -> Dataset:
+def random_cifar(n: int, seed: int = 0, size: int = 32) -> Dataset:
     g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)
+    x = torch.randint(0, 256, (n, 3, size, size), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (n,), generator=g)
     return Dataset(name="cifar10", kind="image", train_x=x, train_y=y, test_x=x[:256],
                    test_y=y[:256], num_classes=10, mean=(0.49, 0.48, 0.45), std=(0.25, 0.24, 0.26))
@@ -53,7 +53,7 @@ class TwoViews(torch.utils.data.Dataset):
     def __init__(self, images: torch.Tensor) -> None:
         self.images = images
         self.t = T.Compose([
-            T.RandomResizedCrop(32, scale=(0.08, 1.0), antialias=True),
+            T.RandomResizedCrop(images.shape[-1], scale=(0.08, 1.0), antialias=True),
             T.RandomHorizontalFlip(),
             T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
             T.RandomGrayscale(p=0.2),
@@ -112,11 +112,13 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--out", type=Path, help="JSON file (default: results/pipeline-<device>.json)")
+    ap.add_argument("--size", type=int, default=32, help="image side (smaller: a quick CPU check)")
     args = ap.parse_args()
     cfg = TrialConfig(dataset="cifar10", backbone="resnet18", cifar_stem=True, projector=(512, 128),
                       loss="infonce", batch_size=args.batch, lr=0.3, epochs=10**6,
                       device=args.device, compile=args.compile, probe_epochs=0)
-    data = random_cifar(args.n)
+    data = random_cifar(args.n, size=args.size)
     ours = bench_loop(prepare_trial(cfg, dataset=data), args.epochs)
     theirs = dataloader_loop(prepare_trial(cfg, dataset=data), data.train_x, args.epochs,
                              args.workers)
@@ -125,7 +127,7 @@ def main() -> None:
     result = {
         "benchmark": "pipeline", "device": args.device, "device_name": name,
         "cpu_count": os.cpu_count(), "torch": torch.__version__, "batch_size": args.batch,
-        "images": args.n, "epochs": args.epochs, "workers": args.workers,
+        "images": args.n, "image_size": args.size, "epochs": args.epochs, "workers": args.workers,
         "bf16": device.type == "cuda", "compile": args.compile,
         "views_per_s_bench": ours, "views_per_s_torchvision_dataloader": theirs,
         "ratio": ours / theirs, "load_average": os.getloadavg(),
@@ -133,8 +135,9 @@ def main() -> None:
     print(f"resnet18 CIFAR step, batch {args.batch}, {args.device}: bench {ours:,.0f} views/s, "
           f"torchvision DataLoader ({args.workers} workers) {theirs:,.0f} views/s, "
           f"ratio {ours / theirs:.2f}x")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"pipeline-{args.device}.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or RESULTS / f"pipeline-{args.device}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

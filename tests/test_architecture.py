@@ -147,3 +147,12 @@ def test_no_docstring_cites_a_document_outside_the_repository():
                 doc = ast.get_docstring(node) or ""
                 hits = [c for c in cited if c in doc]
                 assert not hits, f"{path.relative_to(ROOT)}: {hits}"
+
+
+def test_no_cluster_file_or_benchmark_cites_a_document_outside_the_repository():
+    cited = ("DESIGN.md", "CONTRACTS.md", "reference/", "ray-and-storage.md", "performance.md")
+    files = [ROOT / "cluster.yaml", *sorted((ROOT / "cluster").iterdir()),
+             *sorted((ROOT / "benchmarks").glob("*.py")), *sorted((ROOT / "benchmarks").glob("*.sh"))]
+    for path in files:
+        hits = [c for c in cited if c in path.read_text()]
+        assert not hits, f"{path.relative_to(ROOT)}: {hits}"

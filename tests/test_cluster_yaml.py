@@ -1,6 +1,7 @@
-"""cluster.yaml passes Ray's own cluster-launcher validation and keeps the properties the sweep
-relies on. No cloud access: `prepare_config` only merges the
-provider defaults and `validate_config` checks Ray's JSON schema."""
+"""cluster/aws.yaml passes Ray's own cluster-launcher validation and keeps the properties the sweep
+relies on. No cloud access: `prepare_config` only merges the provider defaults and
+`validate_config` checks Ray's JSON schema. ./cluster.yaml, the documented entry (`ray up
+cluster.yaml`), is an identical copy. The KubeRay RayJob: tests/test_kuberay.py."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-CLUSTER = Path(__file__).resolve().parents[1] / "cluster.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+CLUSTER = ROOT / "cluster" / "aws.yaml"
+
+
+def test_top_level_cluster_yaml_is_a_copy_of_cluster_aws_yaml():
+    assert (ROOT / "cluster.yaml").read_bytes() == CLUSTER.read_bytes(), (
+        "cluster.yaml and cluster/aws.yaml differ: edit cluster/aws.yaml, then "
+        "cp cluster/aws.yaml cluster.yaml"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,6 +74,6 @@ def test_setup_installs_this_project_and_auth_is_explicit(config):
     assert "." in config["file_mounts"].values()
     assert any(re.search(r"pip install .*contrastive-bench", c) for c in config["setup_commands"])
     run_options = " ".join(config["docker"]["run_options"])
-    assert "RAY_AUTH_MODE=token" in run_options  # B.11: set on every node, never implied
+    assert "RAY_AUTH_MODE=token" in run_options  # set on every node, never implied
     assert "/home/ray/.ray/auth_token" in config["file_mounts"]
     assert "BENCH_DATA=/" in run_options  # absolute data root: trials chdir

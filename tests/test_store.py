@@ -71,7 +71,17 @@ def trials():
 
 
 def fragment_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("fragments/**/*.parquet") if not p.name.startswith("."))
+    return sorted(
+        p
+        for p in root.rglob("fragments/**/*")
+        if p.suffix in (".arrow", ".parquet") and not p.name.startswith(".")
+    )
+
+
+def rows_in(path: Path) -> int:
+    if path.suffix == ".arrow":  # an Arrow IPC fragment
+        return pa.ipc.open_file(pa.OSFile(str(path))).read_all().num_rows
+    return pq.read_metadata(path).num_rows
 
 
 # --- schema and rows ---------------------------------------------------------------------------
@@ -261,7 +271,7 @@ def test_truncated_fragment_is_skipped_with_a_warning_naming_it(tmp_path, trials
     writer = FragmentWriter(tmp_path, "s")
     n = write_sweep(writer, trials)
     victim = fragment_files(tmp_path)[0]
-    lost = len(pq.read_table(victim))
+    lost = rows_in(victim)
     victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
     with pytest.warns(StoreWarning, match=str(victim)):
         df = read_results(tmp_path)
@@ -366,6 +376,109 @@ def test_compact_sweep_merges_trials_into_one_file_and_keeps_later_results(tmp_p
     again = Path(writer.compact_sweep())
     assert list(tmp_path.rglob("*.parquet")) == [again] and again != merged
     pd.testing.assert_frame_equal(read_results(tmp_path), df)
+
+
+def count_dedups(monkeypatch) -> list[int]:
+    """Counts calls of the dedup computation (skipped for files compaction marked sorted)."""
+    from bench.store import dedup as dedup_module
+
+    calls: list[int] = []
+    real = dedup_module.dedup_indices
+
+    def counted(table):
+        calls.append(table.num_rows)
+        return real(table)
+
+    monkeypatch.setattr(dedup_module, "dedup_indices", counted)
+    return calls
+
+
+def test_compacted_files_are_marked_sorted_and_read_without_dedup(tmp_path, trials, monkeypatch):
+    from bench.store.dedup import SORTED, span
+
+    writer = FragmentWriter(tmp_path, "s")
+    write_sweep(writer, trials)
+    before = read_results(tmp_path)
+    paths = [writer.compact(cfg.trial_id()) for cfg, _ in trials]
+    meta = json.loads(pq.read_schema(paths[0]).metadata[SORTED])
+    assert meta == {"sweep_id": "s", "trial_id": trials[0][0].trial_id()}
+    calls = count_dedups(monkeypatch)
+    pd.testing.assert_frame_equal(read_results(tmp_path), before)  # disjoint trial files
+    merged = writer.compact_sweep()  # their concatenation is sorted: a read and a write
+    assert calls == []
+    assert json.loads(pq.read_schema(merged).metadata[SORTED]) == {
+        "sweep_id": "s", "trial_id": None,
+    }  # fmt: skip
+    pd.testing.assert_frame_equal(read_results(tmp_path), before)
+    assert calls == []
+    cfg, records = trials[0]  # a late result beside the merged file: versions may overlap
+    writer.write_records([dict(records[-1], m_knn_top1=0.99)], cfg=cfg, attempt=1,
+                         provenance=prov(9))  # fmt: skip
+    df = read_results(tmp_path)
+    assert len(calls) == 1 and len(df) == len(before) and (df["m_knn_top1"] == 0.99).sum() == 1
+    writer.compact(cfg.trial_id())
+    assert len(read_results(tmp_path)) == len(before) and len(calls) == 3  # + compact's own
+    assert span(pa.table({"x": [1]}).replace_schema_metadata({SORTED: b"not json"})) is None
+
+
+def test_spans_that_may_hold_one_result_twice_are_not_disjoint():
+    from bench.store.dedup import disjoint
+
+    assert disjoint([("a", "t1"), ("a", "t2"), ("b", None)])
+    assert not disjoint([("a", "t1"), ("a", "t1")])
+    assert not disjoint([("a", None), ("a", "t1")]) and not disjoint([("a", "t1"), ("a", None)])
+    assert disjoint([(None, None)]) and not disjoint([(None, None), ("b", None)])
+
+
+def test_a_big_merged_file_reads_the_same_through_the_parallel_path(tmp_path, trials, monkeypatch):
+    from bench.store import reader
+
+    writer = FragmentWriter(tmp_path, "s")
+    write_sweep(writer, trials)
+    cfg, records = trials[0]
+    writer.write_records([dict(records[0], m_plugin_term=1.5)], cfg=cfg, attempt=1,
+                         provenance=prov(1))  # fmt: skip
+    writer.compact_sweep()
+    small = read_results(tmp_path)
+    monkeypatch.setattr(reader, "_BIG_FILE_ROWS", 1)  # every file counts as big
+    big = read_results(tmp_path)
+    pd.testing.assert_frame_equal(big, small)
+    assert big["m_extra"].notna().sum() == 1 and str(big["loss"].dtype) == str(small["loss"].dtype)
+
+
+def test_fragments_are_arrow_files_and_parquet_fragments_still_read(tmp_path, trials):
+    cfg, records = trials[0]
+    writer = FragmentWriter(tmp_path, "s")
+    epochs = sorted({r["epoch"] for r in records})
+    writer.write_records([r for r in records if r["epoch"] == epochs[0]], cfg=cfg, attempt=0,
+                         provenance=prov())  # fmt: skip
+    (fragment,) = fragment_files(tmp_path)
+    assert fragment.suffix == ".arrow" and pa.ipc.open_file(pa.OSFile(str(fragment))).num_record_batches
+    older = make_rows([r for r in records if r["epoch"] == epochs[1]], sweep_id="s", cfg=cfg,
+                      attempt=0, provenance=prov())  # fmt: skip
+    pq.write_table(older, fragment.parent / f"{epochs[1]:05d}-0-0ldparq0.parquet")  # earlier
+    expected = sum(r["epoch"] in epochs[:2] for r in records)
+    assert len(read_results(tmp_path)) == expected
+    writer.compact(cfg.trial_id())
+    assert fragment_files(tmp_path) == [] and len(read_results(tmp_path)) == expected
+
+
+def test_cached_trial_columns_follow_attempt_provenance_and_config(tmp_path, trials):
+    cfg, records = trials[0]
+    first = [r for r in records if r["epoch"] == 1]
+    writer = FragmentWriter(tmp_path, "s")
+    writer.write_records(first, cfg=cfg, attempt=0, provenance={**prov(0), "device_name": "a"})
+    writer.write_records(first, cfg=cfg, attempt=1, provenance={**prov(1), "device_name": "b"})
+    other = dataclasses.replace(cfg, lr=cfg.lr * 10)
+    writer.write_records(first, cfg=other, attempt=0, provenance=prov(2))
+    df = read_results(tmp_path)
+    mine = df[df["trial_id"] == cfg.trial_id()]
+    assert set(mine["attempt"]) == {1} and set(mine["device_name"]) == {"b"}
+    theirs = df[df["trial_id"] == other.trial_id()]
+    assert len(theirs) == len(first) and set(theirs["p_lr"]) == {cfg.lr * 10}
+    rows = make_rows(first, sweep_id="s", cfg=cfg, attempt=0, provenance={"device_name": "c"})
+    assert set(rows.column("device_name").to_pylist()) == {"c"}
+    assert rows.column("written_at").null_count == 0
 
 
 def test_compact_sweep_keeps_a_trial_file_rewritten_while_merging(tmp_path, trials, monkeypatch):

@@ -138,7 +138,7 @@ def test_a_finished_sweep_is_compacted_into_one_file_and_its_metadata_written(lo
     merged = sorted((sweep_dir / "merged").glob("*.parquet"))
     assert [str(p) for p in merged] == [outcome.merged]  # every trial's rows in one file
     assert not list((sweep_dir / "trials").glob("*.parquet"))
-    assert not list((sweep_dir / "fragments").rglob("*.parquet"))
+    assert not [p for p in (sweep_dir / "fragments").rglob("*") if p.is_file()]  # .arrow too
     df = read_results(local_sweep["storage"])
     assert set(df["trial_id"]) == {t.trial_id() for t in local_sweep["trials"]}
     meta = read_sweep_meta(local_sweep["storage"], local_sweep["outcome"].sweep_id)
@@ -237,7 +237,7 @@ def test_sweep_killed_mid_way_resumes_to_exactly_one_row_per_key(tmp_path):
         cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
     )
     deadline = time.monotonic() + 180
-    while not list(storage.glob("*/fragments/*/*.parquet")):
+    while not list(storage.glob("*/fragments/*/*.arrow")):
         assert proc.poll() is None, f"the sweep ended before any result: {proc.stdout.read()}"
         assert time.monotonic() < deadline, "no result fragment within 180 s"
         time.sleep(0.1)

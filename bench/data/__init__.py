@@ -5,11 +5,12 @@ labels int64); `run_trial` moves them to the trial's device once and never touch
 (the airbench pattern: no DataLoader, no per-batch host-to-device copy).
 
 Built in: `synthetic_subspaces` (CLOA section 3), `digits` (scikit-learn, ships with the package:
-the offline default), `cifar10`, `cifar100` (torchvision) and `tiny_imagenet` (standard folder
-layout). Importing this package imports every module in it, and each dataset module registers its
-loader with `@register_dataset`: adding a dataset is one new file here (plus its test). Heavy
-imports (torchvision, scikit-learn, PIL) happen inside the loaders so that importing `bench.data`
-stays cheap.
+the offline default), `synthetic_images` (CIFAR-shaped, seeded, no download: throughput checks),
+`cifar10`, `cifar100` (torchvision) and `tiny_imagenet` (standard folder layout). Importing this
+package imports every module in it, and each dataset module registers its loader with
+`@register_dataset`: adding a dataset is one new file here (plus its test). Heavy imports
+(torchvision, scikit-learn, PIL) happen inside the loaders so that importing `bench.data` stays
+cheap.
 """
 
 from __future__ import annotations

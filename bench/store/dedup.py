@@ -11,6 +11,7 @@ ended earlier, e.g. diverged, must not keep the old attempt's later epochs as if
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
@@ -95,8 +96,59 @@ def _current_attempt_mask(
     return is_newest | (epoch <= np.repeat(reach, sizes))
 
 
+# Schema metadata of a table (and of the Parquet file it was written to) whose rows are already
+# deduplicated and sorted by SORT_KEYS: compaction writes it, `read_tables` keeps it for a set of
+# such files that cannot hold versions of the same result, and `dedup` then has nothing to do.
+# Its value names what the rows span: {"sweep_id": id or null, "trial_id": id or null} (null:
+# several).
+SORTED = b"bench.store.sorted"
+
+
+def span(table: pa.Table) -> tuple[str | None, str | None] | None:
+    """The (sweep_id, trial_id) span of a table marked sorted, else None."""
+    value = (table.schema.metadata or {}).get(SORTED)
+    if value is None:
+        return None
+    try:
+        parsed = json.loads(value)
+        return parsed.get("sweep_id"), parsed.get("trial_id")
+    except (ValueError, AttributeError):
+        return None
+
+
+def with_span(table: pa.Table, sweep_id: str | None, trial_id: str | None) -> pa.Table:
+    """`table` marked deduplicated and sorted, spanning (sweep_id, trial_id) (None: several)."""
+    value = json.dumps({"sweep_id": sweep_id, "trial_id": trial_id}).encode()
+    return table.replace_schema_metadata({**(table.schema.metadata or {}), SORTED: value})
+
+
+def mark_sorted(table: pa.Table) -> pa.Table:
+    """Mark a `dedup` result as such, with the sweep and trial it holds if it holds one."""
+
+    def only(name: str) -> str | None:
+        values = pc.unique(table.column(name))
+        return values[0].as_py() if len(values) == 1 else None
+
+    return with_span(table, only("sweep_id"), only("trial_id") if table.num_rows else None)
+
+
+def disjoint(spans: list[tuple[str | None, str | None]]) -> bool:
+    """True if no two spans can hold versions of the same result (same sweep, same trial)."""
+    trials: dict[str, set[str | None]] = {}
+    for sweep_id, trial_id in spans:
+        if sweep_id is None:
+            return len(spans) == 1
+        seen = trials.setdefault(sweep_id, set())
+        if seen and (trial_id is None or None in seen or trial_id in seen):
+            return False
+        seen.add(trial_id)
+    return True
+
+
 def dedup(table: pa.Table) -> pa.Table:
     """`table` without superseded versions, sorted by `schema.SORT_KEYS`."""
+    if span(table) is not None:
+        return table  # marked: deduplicated and sorted already (a compacted file)
     keep = dedup_indices(table)
     if len(keep) == table.num_rows and (keep == np.arange(len(keep))).all():
         return table  # already deduplicated and sorted (a compacted sweep): skip a costly take

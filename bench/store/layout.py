@@ -3,9 +3,14 @@
 Layout under `<storage>/<sweep_id>/` (README.md, "The results store"):
 
     sweep.json                                          sweep metadata, replaced atomically
-    fragments/trial=<trial_id>/<epoch:05d>-<attempt>-<uuid8>.parquet   one per reported result
+    fragments/trial=<trial_id>/<epoch:05d>-<attempt>-<uuid8>.arrow     one per reported result
     trials/<trial_id>.parquet                           a trial's compacted rows
     merged/<uuid8>.parquet                              many trials' rows (end-of-sweep merge)
+
+Fragments are Arrow IPC files (`.arrow`): they live only until their trial is compacted, and an
+IPC file of one result is written ~10x faster than a Parquet file of the same ~85 columns, whose
+per-column encoding and footer dominate at two rows (benchmarks/store.py). Readers take both, so
+stores written with Parquet fragments still read. Everything that stays is Parquet.
 
 Publishing: on a local disk, NFS or HDFS a file is written
 under a temporary name starting with "." in the same directory and then renamed; a rename within
@@ -36,6 +41,8 @@ from bench.store.errors import StoreError
 _OBJECT_STORES = frozenset({"s3", "gcs", "abfs"})
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.=+-]*$")
 FRAGMENTS, TRIALS, MERGED, SWEEP_META = "fragments", "trials", "merged", "sweep.json"
+FRAGMENT_SUFFIX = ".arrow"  # Arrow IPC file format
+RESULT_SUFFIXES = (".parquet", FRAGMENT_SUFFIX)
 
 
 def resolve_storage(
@@ -82,9 +89,10 @@ def compacted_path(sweep_dir: str, trial_id: str) -> str:
 
 
 def is_visible(path: str) -> bool:
-    """Readers see `*.parquet` files whose names do not start with "." or "_" (temporaries)."""
-    name = PurePosixPath(path).name
-    return name.endswith(".parquet") and not name.startswith((".", "_"))
+    """Readers see `*.parquet` and `*.arrow` files whose names do not start with "." or "_"
+    (temporaries)."""
+    name = path.rpartition("/")[2]
+    return name.endswith(RESULT_SUFFIXES) and not name.startswith((".", "_"))
 
 
 def list_files(fs: pafs.FileSystem, directory: str, recursive: bool = False) -> list[str]:
@@ -112,11 +120,35 @@ def publish(fs: pafs.FileSystem, path: str, write: Callable[[str], None]) -> Non
         raise
 
 
-# Fragments live until their trial is compacted: plain encoding without statistics or
-# compression writes ~30% faster and readers need neither (benchmarks/store.py).
-FRAGMENT_OPTIONS: dict[str, Any] = {
-    "compression": "none", "use_dictionary": False, "write_statistics": False,
-}  # fmt: skip
+def publish_bytes(fs: pafs.FileSystem, path: str, data: pa.Buffer | bytes) -> None:
+    """`publish` of a file's whole content; on a local disk straight through the OS (a fragment
+    per reported result: the pyarrow filesystem layer costs more than the write itself)."""
+    if fs.type_name != "local":
+
+        def write(p: str) -> None:
+            with fs.open_output_stream(p) as out:
+                out.write(data)
+
+        publish(fs, path, write)
+        return
+    head, _, name = path.rpartition("/")
+    tmp = f"{head}/.tmp-{uuid.uuid4().hex[:8]}-{name}"
+    try:
+        with open(tmp, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)  # atomic within one filesystem, replaces an existing file
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def ipc_bytes(table: pa.Table) -> pa.Buffer:
+    """`table` as an Arrow IPC file (uncompressed: fragments are small and short-lived)."""
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema) as out:
+        out.write_table(table)
+    return sink.getvalue()
 
 
 def write_parquet(fs: pafs.FileSystem, path: str, table: pa.Table, **options: Any) -> None:
@@ -125,7 +157,7 @@ def write_parquet(fs: pafs.FileSystem, path: str, table: pa.Table, **options: An
 
 def new_fragment_name(epoch: int, attempt: int) -> str:
     # The uuid makes a re-reported epoch (retry, restored driver) a new file, never an overwrite.
-    return f"{epoch:05d}-{attempt}-{uuid.uuid4().hex[:8]}.parquet"
+    return f"{epoch:05d}-{attempt}-{uuid.uuid4().hex[:8]}{FRAGMENT_SUFFIX}"
 
 
 def sweep_dir_of(

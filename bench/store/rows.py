@@ -14,6 +14,8 @@ import math
 import numbers
 import socket
 import subprocess
+import threading
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from importlib import metadata
@@ -57,8 +59,38 @@ def make_rows(
     (see `provenance()`); `written_at` defaults to now. Record keys that are neither record fields
     nor `m_*` (Ray adds its own bookkeeping keys) are ignored.
     """
+    n, columns = row_columns(
+        records, sweep_id=sweep_id, cfg=cfg, attempt=attempt, provenance=provenance,
+        study=study, trial_id=trial_id,
+    )  # fmt: skip
+    arrays = [columns[f.name] if f.name in columns else _nulls(n, f.type) for f in SCHEMA]
+    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+
+
+def row_columns(
+    records: Sequence[Mapping[str, Any]],
+    *,
+    sweep_id: str,
+    cfg: TrialConfig,
+    attempt: int,
+    provenance: Mapping[str, Any],
+    study: str | None = None,
+    trial_id: str | None = None,
+) -> tuple[int, dict[str, pa.Array]]:
+    """`make_rows` without its all-null columns: (row count, {column: array}) in SCHEMA order.
+
+    What the fragment writer stores (a fragment leaves out columns without a value). Fast, because
+    it runs once per reported result in the sweep driver's event loop: the columns that are the
+    same for every row of a trial attempt (identity, `p_*`, provenance but `written_at`) are
+    built once per (trial, attempt, row count) and cached; only the records' own columns are
+    converted per call (benchmarks/store.py).
+    """
     n = len(records)
-    trial_id = trial_id or cfg.trial_id()
+    trial_id, constant = _constant_columns(
+        n, sweep_id=sweep_id, cfg=cfg, attempt=attempt, provenance=provenance,
+        study=study, trial_id=trial_id,
+    )  # fmt: skip
+    keys: set[str] = set()
     for i, record in enumerate(records):
         for key in REQUIRED_KEYS:
             if key not in record:
@@ -68,6 +100,83 @@ def make_rows(
                 f"result record {i} of trial {trial_id} has status {record['status']!r}; "
                 f"it must be one of {', '.join(STATUSES)}."
             )
+        keys.update(record)
+    values: dict[str, list[Any]] = {
+        "status": [r["status"] for r in records],
+        "final": [bool(r.get("final", r["status"] != "running")) for r in records],
+    }
+    for name in _RECORD_COLUMNS:
+        if name in keys:
+            values[name] = [r.get(name) for r in records]
+    extra = sorted(k for k in keys if k.startswith("m_") and k not in _METRICS and k != "m_extra")
+    if extra:
+        values["m_extra"] = [_extra_metrics(r, extra, trial_id) for r in records]
+    written = _timestamp(provenance.get("written_at"), "written_at")
+    values["written_at"] = [written or datetime.now(timezone.utc)] * n
+    columns: dict[str, pa.Array] = {}
+    for name in _SCHEMA_NAMES:
+        if name in constant:
+            columns[name] = constant[name]
+        elif name in values:
+            data = values[name]
+            if any(v is not None for v in data):
+                columns[name] = _array(data, name, trial_id)
+    return n, columns
+
+
+_TYPES = {f.name: f.type for f in SCHEMA}
+_SCHEMA_NAMES = tuple(SCHEMA.names)
+_RECORD_COLUMNS = ("epoch", "step", "time_s", "label_fraction", *METRIC_COLUMNS)
+# (id(cfg), sweep, trial, attempt, study, provenance items, n) -> (cfg, trial id, columns). The
+# cfg is kept so that its id cannot be reused by another object while the entry lives.
+_CONSTANTS: OrderedDict[tuple, tuple[TrialConfig, str, dict[str, pa.Array]]] = OrderedDict()
+_CONSTANTS_SIZE = 256  # trial attempts whose columns stay cached (a sweep's running trials)
+_CONSTANTS_LOCK = threading.Lock()  # writers may run on several threads
+_NULLS: dict[tuple[int, pa.DataType], pa.Array] = {}
+
+
+def _nulls(n: int, type_: pa.DataType) -> pa.Array:
+    key = (n, type_)
+    if key not in _NULLS:
+        if len(_NULLS) > 4096:
+            _NULLS.clear()
+        _NULLS[key] = pa.nulls(n, type_)
+    return _NULLS[key]
+
+
+def _array(data: list[Any], name: str, trial_id: str) -> pa.Array:
+    try:
+        return pa.array(data, type=_TYPES[name])
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
+        bad = next((v for v in data if v is not None), None)
+        raise StoreError(
+            f"trial {trial_id}: value {bad!r} for column {name!r} cannot be stored as "
+            f"{_TYPES[name]} ({err})."
+        ) from err
+
+
+def _constant_columns(
+    n: int,
+    *,
+    sweep_id: str,
+    cfg: TrialConfig,
+    attempt: int,
+    provenance: Mapping[str, Any],
+    study: str | None,
+    trial_id: str | None,
+) -> tuple[str, dict[str, pa.Array]]:
+    """(trial id, the non-null columns every row of this trial attempt shares), cached."""
+    try:
+        prov_key = tuple(sorted((k, v) for k, v in provenance.items() if k != "written_at"))
+        key: tuple | None = (id(cfg), sweep_id, trial_id, attempt, study, prov_key, n)
+        with _CONSTANTS_LOCK:
+            hit = _CONSTANTS.get(key)  # type: ignore[arg-type]
+            if hit is not None and hit[0] is cfg:
+                _CONSTANTS.move_to_end(key)  # type: ignore[arg-type]
+                return hit[1], hit[2]
+    except TypeError:  # an unhashable provenance value: build without the cache
+        key = None
+    trial_id = trial_id or cfg.trial_id()
     base, addon = split_loss(cfg.loss)
     values: dict[str, Any] = {
         "sweep_id": sweep_id, "trial_id": trial_id, "attempt": attempt, "loss": cfg.loss,
@@ -77,39 +186,32 @@ def make_rows(
         if name in JSON_PARAMS and value is not None:
             value = json.dumps(value, sort_keys=True, default=str)
         values[f"p_{name}"] = value
-    values.update(_provenance_values(provenance))
-    columns: dict[str, list[Any]] = {
-        "status": [r["status"] for r in records],
-        "final": [bool(r.get("final", r["status"] != "running")) for r in records],
-        "m_extra": [_extra_metrics(r, trial_id) for r in records],
+    prov = _provenance_values(provenance)
+    prov.pop("written_at")
+    values.update(prov)
+    columns = {
+        name: _array([value] * n, name, trial_id)
+        for name, value in values.items()
+        if value is not None
     }
-    for name in ("epoch", "step", "time_s", "label_fraction", *METRIC_COLUMNS):
-        columns[name] = [r.get(name) for r in records]
-    arrays = []
-    for field in SCHEMA:
-        data = columns[field.name] if field.name in columns else [values.get(field.name)] * n
-        try:
-            arrays.append(pa.array(data, type=field.type))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, ValueError) as err:
-            bad = next((v for v in data if v is not None), None)
-            raise StoreError(
-                f"trial {trial_id}: value {bad!r} for column {field.name!r} cannot be stored as "
-                f"{field.type} ({err})."
-            ) from err
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+    if key is not None:
+        with _CONSTANTS_LOCK:
+            _CONSTANTS[key] = (cfg, trial_id, columns)
+            if len(_CONSTANTS) > _CONSTANTS_SIZE:
+                _CONSTANTS.popitem(last=False)
+    return trial_id, columns
 
 
-def _extra_metrics(record: Mapping[str, Any], trial_id: str) -> str | None:
+def _extra_metrics(record: Mapping[str, Any], keys: Sequence[str], trial_id: str) -> str | None:
     extra = {}
-    for key in sorted(record):
-        if key.startswith("m_") and key not in _METRICS and key != "m_extra":
-            value = record[key]
-            if value is not None and not isinstance(value, numbers.Real):
-                raise StoreError(
-                    f"trial {trial_id}: metric {key!r} has non-numeric value {value!r}."
-                )
-            # JSON has no NaN: a metric not computed at this epoch is stored as null.
-            extra[key] = None if value is None or math.isnan(value) else float(value)
+    for key in keys:
+        if key not in record:
+            continue
+        value = record[key]
+        if value is not None and not isinstance(value, numbers.Real):
+            raise StoreError(f"trial {trial_id}: metric {key!r} has non-numeric value {value!r}.")
+        # JSON has no NaN: a metric not computed at this epoch is stored as null.
+        extra[key] = None if value is None or math.isnan(value) else float(value)
     return json.dumps(extra) if extra else None
 
 

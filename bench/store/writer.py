@@ -1,14 +1,17 @@
-"""`FragmentWriter`: every reported result becomes one small immutable Parquet file at once.
+"""`FragmentWriter`: every reported result becomes one small immutable file at once.
 
 A result is published as soon as it is reported (no buffer), so a crash of the driver loses
-nothing already reported (a buffering callback would lose its buffer). Files are published atomically (`layout.publish`). Compaction merges one trial's
-fragments into `trials/<trial_id>.parquet` because reading thousands of tiny files is ~50-100x
-slower than one (benchmarks/store.py); `compact_sweep` merges a finished sweep's trials into one
-file (`bench sweep` and `bench tune` call it when they end).
+nothing already reported (a buffering callback would lose its buffer). Files are published
+atomically (`layout.publish`). A fragment is an Arrow IPC file (`layout.py` says why); compaction
+merges one trial's fragments into `trials/<trial_id>.parquet` because reading thousands of tiny
+files is ~50-100x slower than one (benchmarks/store.py), and `compact_sweep` merges a finished
+sweep's trials into one Parquet file (`bench sweep` and `bench tune` call it when they end), which
+readers take without deduplicating again (`dedup.mark_sorted`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 import uuid
@@ -22,26 +25,27 @@ import pyarrow.compute as pc
 import pyarrow.fs as pafs
 
 from bench.config import TrialConfig
-from bench.store.dedup import dedup
+from bench.store.dedup import dedup, mark_sorted
 from bench.store.errors import StoreError, StoreWarning, Vanished
 from bench.store.layout import (
-    FRAGMENT_OPTIONS,
     FRAGMENTS,
     MERGED,
     TRIALS,
     check_id,
     compacted_path,
     fragment_dir,
+    ipc_bytes,
     is_visible,
     join,
     list_files,
     new_fragment_name,
+    publish_bytes,
     sweep_dir_of,
     write_parquet,
 )
 from bench.store.reader import read_tables
-from bench.store.rows import make_rows
-from bench.store.schema import conform
+from bench.store.rows import row_columns
+from bench.store.schema import SCHEMA, conform
 
 STALE_TMP_S = 600.0  # a ".tmp-" file this old belongs to a write that died
 
@@ -92,30 +96,58 @@ class FragmentWriter:
         study: str | None = None,
         trial_id: str | None = None,
     ) -> list[str]:
-        """`make_rows` + `write`: what the sweep's result callback calls per trainer result."""
-        table = make_rows(
+        """`make_rows` + `write`: what the sweep's result callback calls per trainer result.
+
+        The common case (one epoch's records) goes straight from the records to one fragment of
+        their non-null columns, without the checks `write` needs for arbitrary tables.
+        """
+        if self._closed:
+            raise StoreError(f"the results writer for {self.sweep_dir} is closed.")
+        n, columns = row_columns(
             records, sweep_id=self.sweep_id, cfg=cfg, attempt=attempt,
             provenance=provenance, study=study, trial_id=trial_id,
         )  # fmt: skip
-        return self.write(table)
+        if n == 0:
+            return []
+        epochs = {r["epoch"] for r in records}
+        simple = (
+            len(epochs) == 1
+            and attempt is not None
+            and "label_fraction" in columns
+            and columns["label_fraction"].null_count == 0
+        )
+        if not simple or None in epochs:  # several epochs, or rows write() must refuse
+            return self.write(
+                pa.Table.from_arrays(
+                    [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in SCHEMA],
+                    schema=SCHEMA,
+                )
+            )
+        trial = check_id("trial id", columns["trial_id"][0].as_py())
+        table = pa.Table.from_arrays(list(columns.values()), schema=_sub_schema(tuple(columns)))
+        return [self._publish_fragment(trial, int(next(iter(epochs))), attempt, table)]
 
     def _write_fragment(self, part: pa.Table) -> str:
         trial_id = check_id("trial id", part.column("trial_id")[0].as_py())
         epoch = part.column("epoch")[0].as_py()
         attempt = part.column("attempt")[0].as_py()
+        # Columns without a value (probes before the last epoch, other losses' terms) are left
+        # out: ~20% faster to write and read, and readers fill missing columns with nulls anyway.
+        present = [c for c in part.column_names if part.column(c).null_count < part.num_rows]
+        return self._publish_fragment(trial_id, epoch, attempt, part.select(present))
+
+    def _publish_fragment(self, trial_id: str, epoch: int, attempt: int, table: pa.Table) -> str:
         directory = fragment_dir(self.sweep_dir, trial_id)
         if directory not in self._made_dirs:
             self.fs.create_dir(directory, recursive=True)
             self._made_dirs.add(directory)
-        path = join(directory, new_fragment_name(epoch, attempt))
-        # Columns without a value (probes before the last epoch, other losses' terms) are left
-        # out: ~20% faster to write and read, and readers fill missing columns with nulls anyway.
-        present = [c for c in part.column_names if part.column(c).null_count < part.num_rows]
+        path = f"{directory}/{new_fragment_name(epoch, attempt)}"
+        data = ipc_bytes(table)
         try:
-            write_parquet(self.fs, path, part.select(present), **FRAGMENT_OPTIONS)
+            publish_bytes(self.fs, path, data)
         except FileNotFoundError:  # another writer's compaction removed the emptied directory
             self.fs.create_dir(directory, recursive=True)
-            write_parquet(self.fs, path, part.select(present), **FRAGMENT_OPTIONS)
+            publish_bytes(self.fs, path, data)
         return path
 
     def compact(self, trial_id: str) -> str | None:
@@ -144,7 +176,7 @@ class FragmentWriter:
                 self._set_aside(target)
             if table.num_rows:
                 self.fs.create_dir(join(self.sweep_dir, "trials"), recursive=True)
-                write_parquet(self.fs, target, dedup(table))
+                write_parquet(self.fs, target, mark_sorted(dedup(table)))
                 exists = True
             for path in (p for p in read if p != target):
                 self.fs.delete_file(path)
@@ -200,7 +232,9 @@ class FragmentWriter:
             return None
         self.fs.create_dir(merged_dir, recursive=True)
         target = join(merged_dir, f"{uuid.uuid4().hex[:8]}.parquet")
-        write_parquet(self.fs, target, dedup(table))
+        # Trial files are sorted, deduplicated and hold disjoint trials: their concatenation
+        # (read_tables orders them) needs no dedup, so merging is a read and a write.
+        write_parquet(self.fs, target, mark_sorted(dedup(table)))
         for info in self.fs.get_file_info(read):
             if info.type == pafs.FileType.File and (info.mtime, info.size) == seen[info.path]:
                 self.fs.delete_file(info.path)
@@ -237,6 +271,12 @@ class FragmentWriter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+@functools.lru_cache(maxsize=64)
+def _sub_schema(names: tuple[str, ...]) -> pa.Schema:
+    """SCHEMA restricted to `names` (a fragment's non-null columns), in SCHEMA's order."""
+    return pa.schema([SCHEMA.field(name) for name in names])
 
 
 def _split(table: pa.Table) -> list[pa.Table]:

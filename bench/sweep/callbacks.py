@@ -1,10 +1,10 @@
 """Driver-side Tune callbacks, the same for grid and search trials: the store callback and the
 progress line.
 
-`StoreCallback` turns each result into one immutable Parquet fragment (`bench.store
+`StoreCallback` turns each result into one immutable fragment, an Arrow IPC file (`bench.store
 .FragmentWriter`: no buffer, so a crash of the driver loses nothing already reported) and
-compacts a trial's fragments when it ends. It runs in Tune's event loop, so it must stay cheap:
-one small Parquet file per result. A retry or a restore may re-report an epoch; readers dedup on
+compacts a trial's fragments into Parquet when it ends. It runs in Tune's event loop, so it must
+stay cheap: one small file per result. A retry or a restore may re-report an epoch; readers dedup on
 (trial, epoch, label fraction) keeping the latest attempt, so the store ends with one row per
 key. `ProgressCallback` prints one line every few seconds (done / running / pending / diverged /
 error, ETA) and one line per failed attempt.

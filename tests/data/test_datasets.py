@@ -22,7 +22,8 @@ from bench.data.loader import DeviceBatches
 
 
 def test_registry_lists_the_builtin_datasets():
-    assert list_datasets() == ["cifar10", "cifar100", "digits", "synthetic_subspaces", "tiny_imagenet"]
+    assert list_datasets() == ["cifar10", "cifar100", "digits", "synthetic_images",
+                               "synthetic_subspaces", "tiny_imagenet"]
 
 
 def test_unknown_dataset_and_param_are_config_errors():
@@ -58,6 +59,25 @@ def test_synthetic_subspaces_are_noisy_lines_fixed_by_the_data_seed():
     other = load_dataset("synthetic_subspaces", k=3, m=3, noise=0.01, n_train=600, n_test=90, seed=1)
     assert not torch.equal(other.train_x, d.train_x)
     assert d.params["view_noise"] == 0.1
+
+
+def test_synthetic_images_are_seeded_cifar_shaped_and_class_dependent():
+    d = load_dataset("synthetic_images", n_train=200, n_test=100)
+    assert d.kind == "image" and d.num_classes == 10 and len(d.mean) == len(d.std) == 3
+    assert d.train_x.shape == (200, 3, 32, 32) and d.test_x.shape == (100, 3, 32, 32)
+    assert d.train_x.dtype == torch.uint8 and torch.bincount(d.train_y).tolist() == [20] * 10
+    again = load_dataset("synthetic_images", n_train=200, n_test=100)
+    assert torch.equal(again.train_x, d.train_x) and torch.equal(again.test_y, d.test_y)
+    assert not torch.equal(load_dataset("synthetic_images", n_train=200, n_test=100, seed=1).train_x,
+                           d.train_x)
+    # Class-dependent: the nearest class mean of the training images names most test images.
+    means = torch.stack([d.train_x[d.train_y == c].float().mean(0) for c in range(10)])
+    dist = torch.cdist(d.test_x.float().flatten(1), means.flatten(1))
+    assert (dist.argmin(1) == d.test_y).float().mean() > 0.9
+    gray = load_dataset("synthetic_images", n_train=20, n_test=10, channels=1, size=8, num_classes=2)
+    assert gray.train_x.shape == (20, 1, 8, 8) and gray.params["size"] == 8
+    with pytest.raises(ConfigError, match=r"'dataset_params.channels' has value 2"):
+        load_dataset("synthetic_images", channels=2)
 
 
 def test_digits_is_a_fixed_stratified_uint8_image_split():

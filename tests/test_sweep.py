@@ -132,6 +132,34 @@ def test_failed_attempt_is_retried_from_its_checkpoint_without_duplicates(local_
     assert rows["status"].iloc[-1] == "done"
 
 
+def test_a_config_error_on_a_worker_ends_its_trial_at_once_without_retries(tmp_path, capfd):
+    """A trial that cannot be built (here a batch larger than its training set, which only the
+    preflight of `bench sweep` would have caught) is "error" with its sentence after one attempt,
+    while the sweep's other trials run; retries are for faults."""
+    import ray
+
+    from bench.sweep.grid import run_sweep
+
+    space = tiny_space("cfgerr", {"loss": ["infonce"], "batch_size": [64, 4096]},
+                       base={"epochs": 1}, retries=2)  # fmt: skip
+    shutdown_ray()
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
+             logging_level=logging.WARNING)  # fmt: skip
+    try:
+        outcome = run_sweep(space, storage=str(tmp_path / "results"), progress_every=0)
+    finally:
+        ray.shutdown()
+    out = capfd.readouterr().out
+    states = {t.config.batch_size: t for t in outcome.trials}
+    assert states[64].state == "done" and outcome.exit_code == 1
+    bad = states[4096]
+    assert bad.state == "error" and "'batch_size' is 4096" in (bad.error or ""), bad
+    assert "config error, not retried" in out and "retry" not in out.replace("not retried", "")
+    assert "'batch_size' is 4096" in outcome.report()
+    df = read_results(tmp_path / "results")
+    assert set(df["p_batch_size"]) == {64}  # the bad trial wrote nothing
+
+
 def test_a_finished_sweep_is_compacted_into_one_file_and_its_metadata_written(local_sweep):
     outcome = local_sweep["outcome"]
     sweep_dir = Path(outcome.sweep_dir)

@@ -119,7 +119,7 @@ class StoreCallback(_Stateless, tune.Callback):
 def trial_state(tune_status: str, last_result: Mapping[str, Any] | None) -> str:
     """One word per trial: pending | running | done | diverged | timeout | error | unfinished."""
     status = (last_result or {}).get("trial_status")
-    if tune_status == "ERROR":
+    if tune_status == "ERROR" or status == "error":
         return "error"
     if tune_status == "TERMINATED":
         return status if status in FINISHED else "done"
@@ -189,6 +189,11 @@ class ProgressCallback(_Stateless, tune.Callback):
 
     def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
         print(f"trial {_key(trial)} failed for good ({_error_line(trial)})", flush=True)
+
+    def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+        error = (trial.last_result or {}).get("config_error")
+        if error:
+            print(f"trial {_key(trial)}: config error, not retried ({error})", flush=True)
 
     def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
         if self.every > 0:

@@ -18,9 +18,10 @@ experiment directory `_ray/<sweep_id>/` ("_" keeps both out of the store's reade
 multi-node cluster `storage` must be shared (S3, GCS, NFS): workers save trial states there, and
 the driver writes the results there.
 
-An exception in a trial (bad data root, CUDA OOM, a bug) fails the attempt; after `retries`
+An exception in a trial (CUDA OOM, a lost node, a bug) fails the attempt; after `retries`
 attempts the trial is "error" and the sweep exits 1, listing each such trial and its error's
-last line.
+last line. A config error found while building a trial (a `ValueError`) is "error" at once,
+without retries (bench.sweep.worker).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ class SweepOutcome:
         ]
         errored = [t for t in self.trials if t.state == "error"]
         if errored:
-            lines.append(f"{len(errored)} trial(s) failed after their retries:")
+            lines.append(f"{len(errored)} trial(s) failed (a config error at once, a fault after "
+                         "its retries):")
             for t in errored:
                 c = t.config
                 lines.append(
@@ -206,7 +208,7 @@ def _outcomes(result_grid: Any) -> list[TrialOutcome]:
     for r in result_grid:
         plan = trial_plan(r.config)
         metrics = r.metrics or {}
-        error = None
+        error = metrics.get("config_error")
         if r.error is not None:
             lines = [ln.strip() for ln in str(r.error).strip().splitlines() if ln.strip()]
             error = lines[-1] if lines else type(r.error).__name__

@@ -217,9 +217,9 @@ def end_state(result: Any, stopped: str = "unfinished") -> str:
     """One word for a finished Tune trial (an item of a ResultGrid): done | diverged | timeout
     | error, `stopped` for one a scheduler stopped (or a driver left running), pending for one
     that never reported."""
-    if result.error is not None:
-        return "error"
     metrics = result.metrics or {}
+    if result.error is not None or metrics.get("trial_status") == "error":
+        return "error"
     status = metrics.get("trial_status")
     if status in FINISHED:
         return str(status)

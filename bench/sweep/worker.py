@@ -8,7 +8,9 @@ the saved state: finished runs are not rerun and the running one resumes at its 
 epoch. `tune.report` returns only once the driver has processed the result (function trainables
 report synchronously), so a saved state implies that its epoch's rows are in the store:
 resuming never skips a row. Divergence and timeouts are results, not failures: the trainable
-returns normally; an exception fails the attempt.
+returns normally; an exception fails the attempt. A `ValueError` while building a run (bad
+config, caught on the driver by `bench.preflight` unless its data lives only on the workers) ends
+the trial as "error" at once, with its sentence in the result's `config_error`: no retries.
 
 Test hook: `BENCH_FAIL_ONCE=<dir>` (read by the grid driver) makes the trial whose key names a
 file in `<dir>` raise once, right after saving the epoch written in that file; the file is
@@ -136,7 +138,7 @@ def bench_trial(config: dict[str, Any], runtime: Runtime) -> None:
     """The trainable: each run of the trial's plan with `run_trial`, one `tune.report` per
     finished epoch, then the trial's state saved; a saved state found at the start is continued.
     """
-    from bench.train import run_trial
+    from bench.train import prepare_trial
 
     plan = trial_plan(config, runtime.objectives)
     provenance = _setup(plan.cfg, runtime)
@@ -144,12 +146,15 @@ def bench_trial(config: dict[str, Any], runtime: Runtime) -> None:
     reporter = _Reporter(runtime, plan, provenance, states, states.load(plan.key))
     for index in range(len(reporter.finished), len(plan.runs)):
         resume = reporter.start(index)
-        run_trial(
-            plan.runs[index],
-            on_epoch=reporter.pending.append,
-            resume_state=resume,
-            on_checkpoint=reporter.on_checkpoint,
-        )
+        try:
+            trial = prepare_trial(plan.runs[index], resume)
+        except ValueError as exc:
+            # Building failed on the config itself (a loss parameter out of range, data the
+            # split cannot serve): every retry would fail the same way, so this is a result
+            # ("error", with the sentence), not a failed attempt. A retry is for faults.
+            reporter.config_error(exc)
+            return
+        trial.run(on_epoch=reporter.pending.append, on_checkpoint=reporter.on_checkpoint)
         if reporter.pending:  # records after the last checkpoint: none with the current trainer
             reporter.absorb()
             reporter.report()
@@ -250,6 +255,17 @@ class _Reporter:
                 },
             )
         _maybe_fail_once(self.runtime.fail_once_dir, self.plan.key, self.epoch)
+
+    def config_error(self, exc: ValueError) -> None:
+        """End the trial as "error" with `exc`'s sentence, scoring every objective its worst."""
+        self.status = "error"
+        tune.report({
+            "epoch": 0, "run": self.index, "records": [], "trial_status": "error",
+            "config_error": f"{type(exc).__name__}: {exc}", "progress_epochs": 0,
+            "provenance": self.provenance, "node_id": self.node_id,
+            **objective_values(self.runtime.objectives, [], [], self.plan.cfg.lr),
+        })  # fmt: skip
+        self.states.delete(self.plan.key)
 
     def report(self) -> None:
         runs, done = self.plan.runs, len(self.finished)

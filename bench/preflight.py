@@ -90,9 +90,9 @@ def _sentence(exc: BaseException) -> str:
     return text.strip().strip('"')
 
 
-def describe(result: Preflight, n_trials: int) -> str:
+def describe(result: Preflight, n_trials: int, what: str = "trials") -> str:
     """One line for --dry-run: what was built and what could not be checked here."""
-    line = f"preflight: {result.built} distinct trial build(s) checked for {n_trials} trials"
+    line = f"preflight: {result.built} distinct trial build(s) checked for {n_trials} {what}"
     if result.skipped_data:
         names = ", ".join(sorted(set(result.skipped_data)))
         line += f"; data-dependent checks skipped for {names} (not loadable on this machine)"

@@ -67,3 +67,40 @@ def test_data_only_the_cluster_holds_is_skipped_at_dry_run(tmp_path, capsys, mon
     # ... but a local launch needs the data here: it stops before Ray with the data error.
     assert main(["sweep", str(path), "--storage", str(tmp_path / "r")]) == 2
     assert "cifar10" in capsys.readouterr().err
+
+
+TUNE = """name: badtune
+base: {loss: infonce, dataset: digits, backbone: mlp, mlp_hidden: [16], projector: [8],
+       epochs: 1, probe_epochs: 1, device: cpu, label_fraction: [0.1]}
+search:
+  params:
+    lr: {dist: loguniform, low: 1.0e-3, high: 1}
+    batch_size: {dist: int, low: 32, high: 4096, log: true}
+  objective: {metric: knn_top1, label_fraction: 0.1}
+  num_samples: 2
+"""
+
+
+@pytest.mark.parametrize("dry_run", [True, False], ids=["dry-run", "launch"])
+def test_a_search_whose_range_reaches_an_unbuildable_trial_exits_2_before_ray(
+    dry_run, tmp_path, capsys, monkeypatch
+):
+    path = tmp_path / "badtune.yaml"
+    path.write_text(TUNE)
+    out = tmp_path / "results"
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "optuna", None)
+    args = ["tune", str(path), "--storage", str(out)] + (["--dry-run"] if dry_run else [])
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("bench: error: ") and err.count("\n") == 1, err
+    assert str(path) in err and "'batch_size' is 4096" in err and "training samples" in err
+    assert not out.exists()
+
+
+def test_tune_dry_run_says_what_it_built(tmp_path, capsys):
+    path = tmp_path / "tune.yaml"
+    path.write_text(TUNE.replace("high: 4096", "high: 256"))
+    assert main(["tune", str(path), "--dry-run"]) == 0
+    assert "preflight: 2 distinct trial build(s) checked for 5 search corners." in (
+        capsys.readouterr().out)

@@ -6,7 +6,7 @@
 #
 # Needs PyTorch, torchvision, timm, pandas, pyarrow and PyYAML (pytest for the first step);
 # no Ray, no Optuna, no network: the repository goes on PYTHONPATH and commands run as
-# `python -m bench.cli ...` (`python -m bench` has no __main__; nothing on this path imports Ray).
+# `python -m bench ...` (nothing on this path imports Ray).
 # $PYTHON chooses the interpreter (default: python3). Steps, each under its own time limit (on a
 # GPU the limits add up to 7 min):
 #   1. tests     the `gpu`-marked tests (those that need no Ray)
@@ -112,7 +112,7 @@ else
     --continue-on-collection-errors "${TESTS[@]}"
 fi
 
-RUN=("$PY" -m bench.cli run dataset=synthetic_images backbone=resnet18 cifar_stem=true
+RUN=("$PY" -m bench run dataset=synthetic_images backbone=resnet18 cifar_stem=true
      loss=infonce lr=0.3 "device=$DEVICE" "${RUN_ARGS[@]}")
 step eager "${LIMITS[1]}" "${RUN[@]}" --json "$OUT/eager.json"
 if [[ $MODE == gpu ]]; then

@@ -101,7 +101,7 @@ def test_sweep_to_s3_killed_resumed_then_results_and_report(tmp_path, s3_env):
     )
     storage = f"s3://{BUCKET}/sweeps"
     env = {**os.environ, **s3_env}
-    cli = [sys.executable, "-m", "bench.cli"]
+    cli = [sys.executable, "-m", "bench"]
     sweep = [*cli, "sweep", str(space_file), "--storage", storage, "--progress-every", "0"]
     driver = subprocess.Popen(
         sweep,

@@ -89,7 +89,6 @@ def test_a_search_whose_range_reaches_an_unbuildable_trial_exits_2_before_ray(
     path.write_text(TUNE)
     out = tmp_path / "results"
     monkeypatch.setitem(sys.modules, "ray", None)
-    monkeypatch.setitem(sys.modules, "optuna", None)
     args = ["tune", str(path), "--storage", str(out)] + (["--dry-run"] if dry_run else [])
     assert main(args) == 2
     err = capsys.readouterr().err

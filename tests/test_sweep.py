@@ -140,8 +140,10 @@ def test_a_config_error_on_a_worker_ends_its_trial_at_once_without_retries(tmp_p
 
     from bench.sweep.grid import run_sweep
 
-    space = tiny_space("cfgerr", {"loss": ["infonce"], "batch_size": [64, 4096]},
-                       base={"epochs": 1}, retries=2)  # fmt: skip
+    base = {k: v for k, v in TINY_BASE.items() if k != "batch_size"}
+    space = parse_space({"name": "cfgerr", "base": {**base, "epochs": 1}, "retries": 2,
+                         "grid": {"loss": ["infonce"], "batch_size": [64, 4096]},
+                         "resources": {"cpu": 1}}, source="cfgerr.yaml")  # fmt: skip
     shutdown_ray()
     ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
              logging_level=logging.WARNING)  # fmt: skip

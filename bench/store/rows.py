@@ -129,7 +129,7 @@ _SCHEMA_NAMES = tuple(SCHEMA.names)
 _RECORD_COLUMNS = ("epoch", "step", "time_s", "label_fraction", *METRIC_COLUMNS)
 # (id(cfg), sweep, trial, attempt, study, provenance items, n) -> (cfg, trial id, columns). The
 # cfg is kept so that its id cannot be reused by another object while the entry lives.
-_CONSTANTS: OrderedDict[tuple, tuple[TrialConfig, str, dict[str, pa.Array]]] = OrderedDict()
+_CONSTANTS: OrderedDict[tuple[Any, ...], tuple[TrialConfig, str, dict[str, pa.Array]]] = OrderedDict()
 _CONSTANTS_SIZE = 256  # trial attempts whose columns stay cached (a sweep's running trials)
 _CONSTANTS_LOCK = threading.Lock()  # writers may run on several threads
 _NULLS: dict[tuple[int, pa.DataType], pa.Array] = {}
@@ -168,7 +168,7 @@ def _constant_columns(
     """(trial id, the non-null columns every row of this trial attempt shares), cached."""
     try:
         prov_key = tuple(sorted((k, v) for k, v in provenance.items() if k != "written_at"))
-        key: tuple | None = (id(cfg), sweep_id, trial_id, attempt, study, prov_key, n)
+        key: tuple[Any, ...] | None = (id(cfg), sweep_id, trial_id, attempt, study, prov_key, n)
         with _CONSTANTS_LOCK:
             hit = _CONSTANTS.get(key)  # type: ignore[arg-type]
             if hit is not None and hit[0] is cfg:

@@ -87,8 +87,10 @@ class SweepOutcome:
         ]
         errored = [t for t in self.trials if t.state == "error"]
         if errored:
-            lines.append(f"{len(errored)} trial(s) failed (a config error at once, a fault after "
-                         "its retries):")
+            lines.append(
+                f"{len(errored)} trial(s) failed (a config error at once, a fault after "
+                "its retries):"
+            )
             for t in errored:
                 c = t.config
                 lines.append(

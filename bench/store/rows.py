@@ -129,7 +129,8 @@ _SCHEMA_NAMES = tuple(SCHEMA.names)
 _RECORD_COLUMNS = ("epoch", "step", "time_s", "label_fraction", *METRIC_COLUMNS)
 # (id(cfg), sweep, trial, attempt, study, provenance items, n) -> (cfg, trial id, columns). The
 # cfg is kept so that its id cannot be reused by another object while the entry lives.
-_CONSTANTS: OrderedDict[tuple[Any, ...], tuple[TrialConfig, str, dict[str, pa.Array]]] = OrderedDict()
+_Cached = tuple[TrialConfig, str, dict[str, pa.Array]]
+_CONSTANTS: OrderedDict[tuple[Any, ...], _Cached] = OrderedDict()
 _CONSTANTS_SIZE = 256  # trial attempts whose columns stay cached (a sweep's running trials)
 _CONSTANTS_LOCK = threading.Lock()  # writers may run on several threads
 _NULLS: dict[tuple[int, pa.DataType], pa.Array] = {}

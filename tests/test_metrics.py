@@ -90,6 +90,30 @@ def test_knn_perfect_clusters_and_degenerate_inputs():
         knn_accuracy(bank, bank_y, bank, bank_y, 3)
 
 
+@pytest.mark.parametrize("metric", ["knn", "probe"])
+@pytest.mark.parametrize(
+    "case, needle",
+    [("features", "same feature size"), ("labels", "one label per row"),
+     ("range", "contains 7, which is not below num_classes=5")],
+)  # fmt: skip
+def test_knn_and_probes_refuse_mismatched_inputs_in_one_sentence(metric, case, needle):
+    x, y = _blobs(40, 8, 5, noise=0.1, seed=1)
+    qx, qy = x[:10].clone(), y[:10].clone()
+    if case == "features":
+        qx = qx[:, :4]
+    elif case == "labels":
+        qy = qy[:5]
+    else:
+        qy[0] = 7
+    fn = "knn_accuracy" if metric == "knn" else "train_probe"
+    with pytest.raises(ValueError, match=needle) as err:
+        if metric == "knn":
+            knn_accuracy(x, y, qx, qy, 5)
+        else:
+            train_probe(x, y, qx, qy, 5, epochs=1)
+    assert str(err.value).startswith(fn)
+
+
 # --------------------------------------------------------------------------- probes
 
 

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from bench.metrics._inputs import check_splits
+
 # Read by `bench.metrics.declared()` without importing this module: keep it a literal.
 FAMILY: dict[str, Any] = {"scope": "accuracy", "keys": ("knn_top1", "knn_top5")}
 
@@ -88,17 +90,8 @@ def knn_accuracy(
     there is no query or a feature is NaN/inf (a diverged encoder has no meaningful accuracy).
     Raises ValueError for mismatched shapes, an empty bank or labels >= num_classes.
     """
-    if bank.ndim != 2 or query.ndim != 2 or bank.shape[1] != query.shape[1]:
-        raise ValueError(
-            f"knn_accuracy needs 2-D bank and query with the same feature size, got bank "
-            f"{tuple(bank.shape)} and query {tuple(query.shape)}."
-        )
-    if bank_labels.shape != (bank.shape[0],) or query_labels.shape != (query.shape[0],):
-        raise ValueError(
-            f"knn_accuracy needs one label per row, got bank_labels {tuple(bank_labels.shape)} for "
-            f"bank {tuple(bank.shape)} and query_labels {tuple(query_labels.shape)} for query "
-            f"{tuple(query.shape)}."
-        )
+    check_splits("knn_accuracy", ("bank", "query", "bank_labels", "query_labels"), bank,
+                 bank_labels, query, query_labels, num_classes)  # fmt: skip
     if k < 1 or temperature <= 0:
         raise ValueError(
             f"knn_accuracy needs k >= 1 and temperature > 0, got k={k}, temperature={temperature}."
@@ -109,12 +102,6 @@ def knn_accuracy(
     bank, bank_labels = bank.detach()[keep], bank_labels[keep]
     if bank.shape[0] == 0:
         raise ValueError("knn_accuracy got an empty memory bank (no sample with a label >= 0).")
-    for name, lab in (("bank_labels", bank_labels), ("query_labels", query_labels)):
-        if lab.numel() and int(lab.max()) >= num_classes:
-            raise ValueError(
-                f"knn_accuracy: {name} contains {int(lab.max())}, which is not "
-                f"below num_classes={num_classes}."
-            )
     if query.shape[0] == 0:
         return math.nan, math.nan
     dtype = _compute_dtype(bank)

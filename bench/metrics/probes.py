@@ -50,6 +50,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.metrics._inputs import check_splits
+
 # Read by `bench.metrics.declared()` without importing this module: keep it a literal.
 FAMILY: dict[str, Any] = {
     "scope": "accuracy",
@@ -115,28 +117,6 @@ def build_head(
         if i < len(dims) - 2:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
-
-
-def _check_inputs(
-    train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int
-) -> None:
-    if train_x.ndim != 2 or test_x.ndim != 2 or train_x.shape[1] != test_x.shape[1]:
-        raise ValueError(
-            f"train_probe needs 2-D train_x and test_x with the same feature size, got "
-            f"{tuple(train_x.shape)} and {tuple(test_x.shape)}."
-        )
-    if train_y.shape != (train_x.shape[0],) or test_y.shape != (test_x.shape[0],):
-        raise ValueError(
-            f"train_probe needs one label per row, got train_y {tuple(train_y.shape)} for train_x "
-            f"{tuple(train_x.shape)} and test_y {tuple(test_y.shape)} for test_x "
-            f"{tuple(test_x.shape)}."
-        )
-    for name, y in (("train_y", train_y), ("test_y", test_y)):
-        if y.numel() and int(y.max()) >= num_classes:
-            raise ValueError(
-                f"train_probe: {name} contains {int(y.max())}, which is not below "
-                f"num_classes={num_classes}."
-            )
 
 
 @torch.no_grad()
@@ -297,7 +277,8 @@ def train_probe(
     Runs on ``train_x``'s device. Returns (nan, nan) if a feature is NaN/inf or there is no test
     sample. Raises ValueError for mismatched shapes or an empty labelled set.
     """
-    _check_inputs(train_x, train_y, test_x, test_y, num_classes)
+    check_splits("train_probe", ("train_x", "test_x", "train_y", "test_y"), train_x, train_y,
+                 test_x, test_y, num_classes)  # fmt: skip
     probe = fit_probe(
         train_x,
         train_y,

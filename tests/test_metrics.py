@@ -94,7 +94,8 @@ def test_knn_perfect_clusters_and_degenerate_inputs():
 @pytest.mark.parametrize(
     "case, needle",
     [("features", "same feature size"), ("labels", "one label per row"),
-     ("range", "contains 7, which is not below num_classes=5")],
+     ("range", "contains 7, which is not below num_classes=5"),
+     ("unlabelled", "every label is < 0")],
 )  # fmt: skip
 def test_knn_and_probes_refuse_mismatched_inputs_in_one_sentence(metric, case, needle):
     x, y = _blobs(40, 8, 5, noise=0.1, seed=1)
@@ -103,8 +104,10 @@ def test_knn_and_probes_refuse_mismatched_inputs_in_one_sentence(metric, case, n
         qx = qx[:, :4]
     elif case == "labels":
         qy = qy[:5]
-    else:
+    elif case == "range":
         qy[0] = 7
+    else:
+        y = torch.full_like(y, -1)
     fn = "knn_accuracy" if metric == "knn" else "train_probe"
     with pytest.raises(ValueError, match=needle) as err:
         if metric == "knn":

@@ -33,3 +33,14 @@ def check_labels(fn: str, labels: tuple[tuple[str, Tensor], ...], num_classes: i
                 f"{fn}: {name} contains {int(lab.max())}, which is not below "
                 f"num_classes={num_classes}."
             )
+
+
+def labelled_rows(fn: str, x: Tensor, y: Tensor, what: str) -> tuple[Tensor, Tensor]:
+    """The rows of `x` (detached) and `y` (int64, on x's device) whose label is >= 0; raise
+    ValueError naming `what` when there is none."""
+    y = y.to(x.device).long()
+    keep = y >= 0
+    x, y = x.detach()[keep], y[keep]
+    if x.shape[0] == 0:
+        raise ValueError(f"{fn} got {what} (every label is < 0).")
+    return x, y

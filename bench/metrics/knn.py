@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.metrics._inputs import check_splits
+from bench.metrics._inputs import check_splits, labelled_rows
 
 # Read by `bench.metrics.declared()` without importing this module: keep it a literal.
 FAMILY: dict[str, Any] = {"scope": "accuracy", "keys": ("knn_top1", "knn_top5")}
@@ -97,11 +97,7 @@ def knn_accuracy(
             f"knn_accuracy needs k >= 1 and temperature > 0, got k={k}, temperature={temperature}."
         )
     device = bank.device
-    bank_labels = bank_labels.to(device).long()
-    keep = bank_labels >= 0
-    bank, bank_labels = bank.detach()[keep], bank_labels[keep]
-    if bank.shape[0] == 0:
-        raise ValueError("knn_accuracy got an empty memory bank (no sample with a label >= 0).")
+    bank, bank_labels = labelled_rows("knn_accuracy", bank, bank_labels, "an empty memory bank")
     if query.shape[0] == 0:
         return math.nan, math.nan
     dtype = _compute_dtype(bank)

@@ -50,7 +50,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.metrics._inputs import check_splits
+from bench.metrics._inputs import check_splits, labelled_rows
 
 # Read by `bench.metrics.declared()` without importing this module: keep it a literal.
 FAMILY: dict[str, Any] = {
@@ -218,11 +218,7 @@ def fit_probe(
             f"got features={features!r}, optimizer={optimizer!r}."
         )
     device = train_x.device
-    train_y = train_y.to(device).long()
-    keep = train_y >= 0
-    train_x, train_y = train_x.detach()[keep], train_y[keep]
-    if train_x.shape[0] == 0:
-        raise ValueError("train_probe got no labelled training sample (every label is < 0).")
+    train_x, train_y = labelled_rows("train_probe", train_x, train_y, "no labelled training sample")
     if batch_size < 1 or epochs < 0:
         raise ValueError(
             f"train_probe needs batch_size >= 1 and epochs >= 0, got "

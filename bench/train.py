@@ -95,7 +95,7 @@ class Trial:
         ds = self.dataset
         n_train = ds.train_x.shape[0]
         if cfg.batch_size > n_train:
-            raise ValueError(
+            raise ConfigError(
                 f"config key 'batch_size' is {cfg.batch_size}, larger than the {n_train} "
                 f"training samples of dataset {cfg.dataset!r}; use at most {n_train}."
             )

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 import torch
 from torch import Tensor, nn
 
+from bench.config import ConfigError
+
 _M = TypeVar("_M", bound=nn.Module)
 Forward = Callable[[_M, Tensor, Tensor, "Tensor | None"], Tensor]
 
@@ -90,15 +92,16 @@ def checked_forward(fn: Forward[_M]) -> Forward[_M]:
     return forward
 
 
-class LossParamError(ValueError):
+class LossParamError(ConfigError):
     """A loss parameter its loss does not accept; keeps the `loss`, the `param`, its `value` and
-    what it `must` be, so a caller that knows where the value came from can say so."""
+    what it `must` be, so a caller that knows where the value came from can say so. A config
+    error: no retry can fix it."""
 
     def __init__(self, loss: str, param: str, value: Any, must: str) -> None:
         super().__init__(f"{loss}: {param} must be {must}, got {value!r}.")
         self.loss, self.param, self.value, self.must = loss, param, value, must
 
-    def __reduce__(self) -> tuple[type[LossParamError], tuple[str, str, Any, str]]:
+    def __reduce__(self) -> tuple[type[LossParamError], tuple[str, str, Any, str | None]]:
         return type(self), (self.loss, self.param, self.value, self.must)  # picklable (Ray)
 
 

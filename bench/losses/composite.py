@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from bench.config import ConfigError
 from bench.losses.base import LossParamError, check_range, checked_forward
 
 # How an add-on term reduces its per-embedding values ``1 - cos(z, c_y)`` over the 2B embeddings
@@ -29,15 +30,16 @@ def check_reduction(loss: str, value: Any) -> str:
 
 
 def check_target_shape(loss: str, num_classes: Any, dim: Any) -> None:
-    """Raise a clear ValueError unless ``1 <= num_classes <= dim`` are ints."""
+    """Raise a one-sentence ConfigError unless ``1 <= num_classes <= dim`` are ints (the
+    dataset and the projector do not fit the add-on: a property of the config)."""
     for arg, value in (("num_classes", num_classes), ("dim", dim)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"loss {loss!r} needs {arg} as a positive int (the dataset's number of "
                 f"classes and the embedding dimension), got {arg}={value!r}."
             )
     if num_classes > dim:
-        raise ValueError(
+        raise ConfigError(
             f"loss {loss!r} needs one orthonormal target per class in the embedding "
             f"space, so num_classes ({num_classes}) must be <= dim ({dim})."
         )

@@ -31,7 +31,7 @@ from typing import Any
 
 from ray import tune
 
-from bench.config import TrialConfig
+from bench.config import ConfigError, TrialConfig
 from bench.record import FINISHED
 from bench.space import Resources
 from bench.space.objective import (
@@ -148,10 +148,11 @@ def bench_trial(config: dict[str, Any], runtime: Runtime) -> None:
         resume = reporter.start(index)
         try:
             trial = prepare_trial(plan.runs[index], resume)
-        except ValueError as exc:
-            # Building failed on the config itself (a loss parameter out of range, data the
-            # split cannot serve): every retry would fail the same way, so this is a result
-            # ("error", with the sentence), not a failed attempt. A retry is for faults.
+        except ConfigError as exc:
+            # Building failed on the config itself (a loss parameter out of range, a batch the
+            # data cannot fill): every retry would fail the same way, so this is a result
+            # ("error", with the sentence), not a failed attempt. Anything else (data missing on
+            # this node, a failed download, no CUDA here) stays a fault: retried, resumable.
             reporter.config_error(exc)
             return
         trial.run(on_epoch=reporter.pending.append, on_checkpoint=reporter.on_checkpoint)
@@ -256,16 +257,15 @@ class _Reporter:
             )
         _maybe_fail_once(self.runtime.fail_once_dir, self.plan.key, self.epoch)
 
-    def config_error(self, exc: ValueError) -> None:
-        """End the trial as "error" with `exc`'s sentence, scoring every objective its worst."""
-        self.status = "error"
+    def config_error(self, exc: ConfigError) -> None:
+        """End the trial as "error" with `exc`'s sentence, scoring every objective its worst (the
+        store callback drops its saved state when the trial completes, as for any trial)."""
         tune.report({
             "epoch": 0, "run": self.index, "records": [], "trial_status": "error",
             "config_error": f"{type(exc).__name__}: {exc}", "progress_epochs": 0,
             "provenance": self.provenance, "node_id": self.node_id,
             **objective_values(self.runtime.objectives, [], [], self.plan.cfg.lr),
         })  # fmt: skip
-        self.states.delete(self.plan.key)
 
     def report(self) -> None:
         runs, done = self.plan.runs, len(self.finished)

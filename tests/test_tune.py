@@ -396,3 +396,23 @@ def test_multi_objective_stability_search_returns_a_pareto_front(local_ray, tmp_
     assert len(written) == 1 + len(front)  # one file per Pareto trial
     for path in written:
         assert len(expand(load_space(path))) == 2
+
+
+@pytest.mark.ray
+def test_a_config_error_in_a_search_trial_is_failed_in_the_study_and_never_the_best(
+        local_ray, tmp_path):
+    """Every trial asks for a batch larger than the training set (the launch path's preflight
+    would refuse this YAML; run_tune is called directly, as a worker-only error would reach it):
+    each ends "error" without retries, Optuna records FAIL, no winner is written."""
+    params = {"lr": {"dist": "loguniform", "low": 0.01, "high": 1.0},
+              "batch_size": {"dist": "choice", "values": [4096]}}
+    space = write_yaml(tmp_path / "spaces", "cfgerr", with_search(params=params, num_samples=2),
+                       base={"batch_size": None}, max_concurrent=1)
+    results = str(tmp_path / "results")
+    outcome = run_tune(load_plan(space), storage=results,
+                       study_db=sqlite_url(tmp_path / "results" / "cfgerr.db"),
+                       progress_every=0, plugins=[str(PLUGIN)])
+    study = optuna.load_study(study_name="cfgerr", storage=sqlite_url(Path(results) / "cfgerr.db"))
+    assert [t.state for t in study.trials] == [optuna.trial.TrialState.FAIL] * 2
+    assert outcome.counts == {"error": 2} and not outcome.best and outcome.exit_code == 1
+    assert not outcome.written

@@ -254,7 +254,8 @@ def _searcher(plan: TunePlan, db: Storage, before: int) -> StudySearch:
 
 class StudySearch(OptunaSearch):
     """OptunaSearch whose suggestions are whole trial configs, and which tells Optuna that a
-    trial stopped early by ASHA was PRUNED rather than complete at an early epoch."""
+    trial stopped early by ASHA was PRUNED rather than complete at an early epoch, and that a
+    trial ended by a config error FAILED."""
 
     def __init__(self, *, plan: TunePlan, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -278,7 +279,13 @@ class StudySearch(OptunaSearch):
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
     ) -> None:
-        stopped = not error and result is not None and result.get("trial_status") == "running"
+        status = (result or {}).get("trial_status")
+        if status == "error":
+            # A config error (bench.sweep.worker) FAILED, never COMPLETE with the worst score:
+            # it must not become the best trial. OptunaSearch records FAIL only without values.
+            super().on_trial_complete(trial_id, None, error=True)
+            return
+        stopped = not error and result is not None and status == "running"
         if stopped and trial_id in self._ot_trials and trial_id not in self._completed_trials:
             assert self._ot_study is not None  # set up before any trial is suggested
             study.prune(self._ot_study, self._ot_trials[trial_id])

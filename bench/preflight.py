@@ -19,7 +19,7 @@ from bench.config import ConfigError, TrialConfig
 # The config keys that decide whether a trial can be built (everything else - lr, seed, epochs,
 # schedule - is validated by TrialConfig itself and cannot fail in prepare_trial).
 _BUILD_KEYS = (
-    "loss", "loss_params", "dataset", "dataset_params", "data_root", "download", "augment",
+    "loss", "loss_params", "dataset", "dataset_params", "data_root", "augment",
     "split_seed", "val_fraction", "label_fractions", "pretrain_label_fraction", "backbone",
     "cifar_stem", "mlp_hidden", "projector", "optimizer", "batch_size", "batch_sampler",
     "classes_per_batch", "ffn_hidden",
@@ -32,6 +32,12 @@ class Preflight:
 
     built: int = 0
     skipped_data: list[str] = field(default_factory=list)
+
+
+def affects_build(key: str) -> bool:
+    """Whether config key `key` (or `loss_params.P`, `dataset_params.P`) changes what a trial
+    builds, i.e. whether building it can fail where other values did not."""
+    return key.partition(".")[0] in _BUILD_KEYS
 
 
 def _key(cfg: TrialConfig) -> str:
@@ -63,8 +69,11 @@ def check_trials(
         where = f"{source}: trial {cfg.loss!r} on {cfg.dataset!r} (batch {cfg.batch_size})"
         if data_key not in datasets:
             try:
+                # A local launch downloads what `download: true` asks for, once, here (as its
+                # trials would); a dry run or a cluster's driver never downloads.
+                download = cfg.download and not skip_missing_data
                 datasets[data_key] = load_dataset(
-                    cfg.dataset, root=cfg.data_root, download=False, **dict(cfg.dataset_params)
+                    cfg.dataset, root=cfg.data_root, download=download, **dict(cfg.dataset_params)
                 )
             except DataError as exc:
                 if not skip_missing_data:

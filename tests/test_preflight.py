@@ -101,5 +101,45 @@ def test_tune_dry_run_says_what_it_built(tmp_path, capsys):
     path = tmp_path / "tune.yaml"
     path.write_text(TUNE.replace("high: 4096", "high: 256"))
     assert main(["tune", str(path), "--dry-run"]) == 0
-    assert "preflight: 2 distinct trial build(s) checked for 5 search corners." in (
+    assert "preflight: 2 distinct trial build(s) checked for 2 search corners." in (
         capsys.readouterr().out)
+
+
+def test_search_corners_combine_the_ends_of_every_build_parameter_and_reach_only_stepped_ends():
+    from bench.config import TrialConfig
+    from bench.space.params import Param, corners
+
+    base = TrialConfig(loss="infonce", dataset="digits")
+    params = [Param("batch_size", "int", 32, 100, step=32),  # Optuna stops at 96, not 100
+              Param("val_fraction", "uniform", 0.0, 0.2)]  # fmt: skip
+    got = sorted((c.batch_size, c.val_fraction) for c in corners(base, params))
+    assert got == [(32, 0.0), (32, 0.2), (96, 0.0), (96, 0.2)]
+
+
+def test_a_searched_batch_size_must_stay_a_multiple_of_classes_per_batch(tmp_path, capsys):
+    path = tmp_path / "classes.yaml"
+    path.write_text(TUNE.replace("loss: infonce", "loss: supcon, batch_sampler: class, "
+                                 "classes_per_batch: 4").replace("high: 4096, log: true",
+                                                                 "high: 256"))  # fmt: skip
+    assert main(["tune", str(path), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert "'search.params.batch_size'" in err and "step: 4" in err, err
+
+
+@pytest.mark.parametrize("dry_run", [True, False])
+def test_preflight_downloads_only_where_a_launch_would(dry_run, monkeypatch):
+    import bench.data
+    from bench.config import TrialConfig
+    from bench.preflight import check_trials
+
+    seen = []
+    real = bench.data.load_dataset
+
+    def spy(name, **kwargs):
+        seen.append(kwargs["download"])
+        return real(name, **{**kwargs, "download": False})
+
+    monkeypatch.setattr(bench.data, "load_dataset", spy)
+    cfg = TrialConfig(loss="infonce", dataset="digits", download=True, device="cpu")
+    check_trials([cfg], "x.yaml", skip_missing_data=dry_run)
+    assert seen == [not dry_run]  # a dry run (or a cluster's driver) never downloads

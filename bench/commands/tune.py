@@ -84,19 +84,17 @@ def run(args: argparse.Namespace) -> int:
     # A bad URI fails here (not for --dry-run, which touches no storage).
     storage = common.results_root(args.storage, plan.space.storage, check=not args.dry_run)
     study_db = args.study_db or default_study_db(storage, plan.name)
-    from bench.preflight import check_trials
+    from bench.preflight import affects_build, check_trials
     from bench.preflight import describe as describe_preflight
-    from bench.space.params import apply_params
+    from bench.space.params import corners
 
-    # The search's corners (the base, each range's ends, every choice) are built here, before
-    # Ray starts; the values between them build as the ends do.
-    corners = [plan.base] + [
-        apply_params(plan.base, {p.name: v}) for p in plan.params for v in p.extremes()
-    ]
-    checked = check_trials(corners, str(args.space), bool(args.dry_run or args.address))
+    # The search's corners (every combination of the ends of the ranges and of the choices that
+    # change what a trial builds) are built here, before Ray starts.
+    built = corners(plan.base, [p for p in plan.params if affects_build(p.name)])
+    checked = check_trials(built, str(args.space), bool(args.dry_run or args.address))
     if args.dry_run:
         print(describe_plan(plan, storage, shown_url(study_db)))
-        print(describe_preflight(checked, len(corners), "search corners"))
+        print(describe_preflight(checked, len(built), "search corners"))
         return 0
     if args.out is not None:
         try:  # found out now, not after the search

@@ -10,7 +10,8 @@ would reject. Optuna's distributions are made from these in `bench.sweep.study`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,8 +67,17 @@ class Param:
     values: tuple[Any, ...] = ()
 
     def extremes(self) -> tuple[Any, ...]:
-        """The values that validation tries: both ends of a range, every choice."""
-        return self.values if self.dist == "choice" else (self.low, self.high)
+        """The values that validation tries: both ends of a range, every choice. With a `step`
+        the upper end is the last value the search can reach (`low + k * step`, as Optuna
+        lowers `high`), not `high` itself."""
+        if self.dist == "choice":
+            return self.values
+        assert self.low is not None and self.high is not None  # ranges have both ends
+        high = self.high
+        if self.step:
+            high = self.low + ((self.high - self.low) // self.step) * self.step
+            high = type(self.low)(high) if self.dist == "int" else float(high)
+        return (self.low, high)
 
     def describe(self) -> str:
         if self.dist == "choice":
@@ -97,8 +107,34 @@ def parse_params(src: str, raw: Any, space: Space, base: TrialConfig) -> tuple[P
         param = _parse_distribution(src, where, name, spec)
         for value in param.extremes():
             _check_param_value(src, where, param, value, base)
+        _check_class_batches(src, where, param, base)
         params.append(param)
     return tuple(params)
+
+
+def corners(base: TrialConfig, params: Sequence[Param]) -> list[TrialConfig]:
+    """`base` with `params` at every combination of their extremes: what the search can reach
+    at its edges (the preflight builds these before Ray starts)."""
+    names = [p.name for p in params]
+    return [
+        apply_params(base, dict(zip(names, combo)))
+        for combo in itertools.product(*(p.extremes() for p in params))
+    ]
+
+
+def _check_class_batches(src: str, where: str, param: Param, base: TrialConfig) -> None:
+    """A searched batch size with class-structured batches must stay a multiple of
+    classes_per_batch between its ends too (the ends are checked by building them)."""
+    p = base.classes_per_batch
+    if param.name != "batch_size" or base.batch_sampler != "class" or p is None:
+        return
+    if param.dist == "choice" or (param.step and param.step % p == 0 and not param.log):
+        return
+    raise ConfigError(
+        f"{src}: key {where!r} searches batch_size with batch_sampler 'class' and "
+        f"classes_per_batch {p}; give it as a choice of multiples of {p}, or as an int range "
+        f"with low a multiple of {p} and step: {p}."
+    )
 
 
 def _check_param_name(src: str, name: str, space: Space, base: TrialConfig) -> None:

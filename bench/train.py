@@ -133,7 +133,9 @@ class Trial:
         # The evaluation of the last finished finite epoch, reported again if the next epoch
         # diverges: a collapse just before divergence stays visible in the diverged record.
         self.last_eval: dict[float, dict[str, float]] = {}
-        self.last_finite_state: dict[str, Any] | None = None  # weights of an unevaluated epoch
+        # The CPU copy of the weights after the current epoch when it was not evaluated (what a
+        # divergence in the next epoch is reported with); None after an evaluated epoch.
+        self.last_finite_state: dict[str, Any] | None = None
         self.total_steps = cfg.epochs * len(self.batches)
 
     def _batches(self, n_train: int, fraction: float) -> DeviceBatches | ClassBatches:
@@ -158,13 +160,13 @@ class Trial:
             "epoch": self.epoch,
             "step": self.step,
             "elapsed": self.elapsed,
-            "encoder": _cpu_copy(self.encoder.state_dict()),
+            # The unevaluated epoch's copy is these very weights: copied once, saved once.
+            "encoder": self.last_finite_state or _cpu_copy(self.encoder.state_dict()),
             "loss": _cpu_copy(self.loss_fn.state_dict()),
             "optimizer": _cpu_copy(self.optimizer.state_dict()),
             "generator": self.gen.get_state().cpu(),
             "trial_id": self.cfg.trial_id(),
             "last_eval": self.last_eval,
-            "last_finite_state": self.last_finite_state,
         }
 
     def load(self, state: dict[str, Any]) -> None:
@@ -179,7 +181,9 @@ class Trial:
         self.gen.set_state(state["generator"])
         self.epoch, self.step, self.elapsed = state["epoch"], state["step"], state["elapsed"]
         self.last_eval = state.get("last_eval", {})
-        self.last_finite_state = state.get("last_finite_state")
+        # The saved weights are the last finite ones: keep them when their epoch was not evaluated.
+        unevaluated = self.epoch > 0 and self.last_eval_epoch() != self.epoch
+        self.last_finite_state = state["encoder"] if unevaluated else None
 
     def _last_finite_eval(self) -> dict[float, dict[str, float]]:
         """Metrics of the model after the last epoch that ended with a finite loss.
@@ -246,7 +250,9 @@ class Trial:
             self.step += 1
             done += 1
             checkpoint = done % FINITE_CHECK_EVERY == 0 or done == steps
-            if checkpoint and not torch.isfinite(loss_sum):  # one host sync every few steps
+            # One host sync every few steps. The gradient norm too: a step whose loss is finite but
+            # whose gradients are not leaves NaN weights behind.
+            if checkpoint and not torch.isfinite(loss_sum + grad_sum):
                 status = "diverged"
                 break
             if deadline is not None and time.monotonic() > deadline:
@@ -255,7 +261,7 @@ class Trial:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
         epoch_time = time.perf_counter() - start
-        if status == "running" and not torch.isfinite(loss_sum):
+        if status == "running" and not torch.isfinite(loss_sum + grad_sum):
             status = "diverged"
         n = max(done, 1)
         record: Record = {
@@ -290,11 +296,13 @@ class Trial:
                 status = "done"
             if status == "diverged":
                 per_fraction = self._last_finite_eval()
+                self.last_finite_state = None  # the weights now are this epoch's, not finite
             elif last or self.epoch % cfg.eval_every == 0:
                 per_fraction = self.evaluator.evaluate(self.encoder, final=last)
                 for metrics in per_fraction.values():
                     metrics["m_eval_epoch"] = float(self.epoch)
                 self.last_eval = per_fraction
+                self.last_finite_state = None
             else:
                 per_fraction = {}
                 self.last_finite_state = _cpu_copy(self.encoder.state_dict())

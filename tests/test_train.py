@@ -116,6 +116,45 @@ def test_a_diverged_record_carries_the_metrics_of_the_last_finite_epoch(eval_eve
     assert last["m_h_total_var"] == pytest.approx(epoch2["m_h_total_var"])
 
 
+class _NanGradientAfter(torch.nn.Module):
+    """Wraps a loss; from call `n` on, adds sqrt(0 * z): the loss stays finite, its gradient is
+    NaN, so the step leaves NaN weights behind."""
+
+    def __init__(self, loss, n):
+        super().__init__()
+        self.loss, self.n, self.calls = loss, n, 0
+
+    def forward(self, z1, z2, labels):
+        self.calls += 1
+        out = self.loss(z1, z2, labels)
+        return out + torch.sqrt((z1 * 0).sum()) if self.calls > self.n else out
+
+
+def test_a_finite_loss_with_a_non_finite_gradient_is_a_divergence():
+    trial = prepare_trial(synth(epochs=4))
+    steps = len(trial.batches)
+    trial.loss_fn = _NanGradientAfter(trial.loss_fn, 2 * steps - 1)  # the last step of epoch 2
+    summary = trial.run()
+    last = summary.records[-1]
+    assert summary.status == "diverged" and last["epoch"] == 2
+    assert last["m_eval_epoch"] == 1.0 and math.isfinite(last["m_knn_top1"])
+
+
+@pytest.mark.parametrize("eval_every", [1, 2])
+def test_a_resumed_trial_still_reports_the_last_finite_epoch_when_it_diverges(eval_every):
+    cfg = synth(epochs=4, eval_every=eval_every)
+    states = []
+    first = prepare_trial(cfg)
+    first.run(on_checkpoint=lambda s: states.append(s) if s["epoch"] == 2 else None)
+    assert "last_finite_state" not in states[0]  # the encoder is saved once
+    trial = prepare_trial(cfg, resume_state=states[0])
+    trial.loss_fn = _NanAfter(trial.loss_fn, 0)  # epoch 3 diverges at once
+    last = trial.run().records[-1]
+    assert last["status"] == "diverged" and last["m_eval_epoch"] == 2.0
+    clean = [r for r in run_trial(synth(epochs=4, eval_every=1)).records if r["epoch"] == 2][-1]
+    assert last["m_knn_top1"] == pytest.approx(clean["m_knn_top1"])
+
+
 def test_divergence_in_the_first_epoch_has_no_metrics():
     trial = prepare_trial(synth(epochs=2))
     trial.loss_fn = _NanAfter(trial.loss_fn, 0)

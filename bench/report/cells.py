@@ -254,6 +254,9 @@ def class_counts(cells: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     if "m_num_classes" in cells.columns:
         stored = cells["m_num_classes"].astype(float)
         n = n.mask(stored.notna() & (stored > 0), stored)
+        # A trial that diverged before its first evaluation stored no count: it has its
+        # dataset's, from the cells of the same sweep and dataset (parameters included).
+        n = n.fillna(n.groupby(_dataset_key(cells)).transform("max"))
         source = source.mask(n.notna(), "m_num_classes")
     named = cells["dataset"].map(CLASSES).astype(float)
     if "p_dataset_params" in cells.columns:
@@ -265,6 +268,14 @@ def class_counts(cells: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
     n = n.mask(fill, named)
     source = source.mask(fill, "dataset name")
     return n, source
+
+
+def _dataset_key(cells: pd.DataFrame) -> pd.Series:
+    """Per cell: its sweep, dataset and dataset parameters (one dataset as the data go)."""
+    key = cells["sweep_id"].astype(str) + "\x1f" + cells["dataset"].astype(str)
+    if "p_dataset_params" in cells.columns:
+        key = key + "\x1f" + cells["p_dataset_params"].astype(str)
+    return key
 
 
 def _subspace_k(params: object) -> float:

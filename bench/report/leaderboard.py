@@ -166,11 +166,14 @@ def best_on_validation(grid: Grid) -> tuple[float, np.ndarray]:
 
 
 def yardsticks(cells: pd.DataFrame) -> pd.Series:
-    """Per (batch size, label fraction): the best seed-mean cell score of any entry at any lr."""
+    """Per (batch size, label fraction): the seed-mean test cell score of the (entry, lr) with
+    the best seed-mean validation score (`sel_score`), so the yardstick is chosen on validation
+    like every other best (the largest test mean would be a maximum taken on test)."""
     means = cells.groupby(["sweep_id", "entry", "batch_size", "label_fraction", "lr"], sort=True)[
-        "score"
+        ["score", "sel_score"]
     ].mean()
-    return means.groupby(level=["batch_size", "label_fraction"]).max()
+    chosen = means.dropna(subset=["sel_score"]).sort_values("sel_score", kind="mergesort")
+    return chosen.groupby(level=["batch_size", "label_fraction"])["score"].last()
 
 
 def entry_row(cells: pd.DataFrame, yard: pd.Series, options: Options) -> dict[str, object]:

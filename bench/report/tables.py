@@ -15,6 +15,7 @@ the paper, and following the scientific protocol (README.md, "Reports"):
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -93,9 +94,8 @@ def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
         *(["setting"] if "setting" in cells.columns else []),
     ]
     suffixed = "entry_suffix" in cells.columns
-    first = cells.drop_duplicates(["sweep_id", "entry"])[
-        [*cols, *(["entry_suffix"] if suffixed else [])]
-    ].copy()
+    pairing = [c for c in ("entry_suffix", "p_loss_params") if c in cells.columns]
+    first = cells.drop_duplicates(["sweep_id", "entry"])[[*cols, *pairing]].copy()
     first["base"] = first["base_loss"].where(first["base_loss"].notna(), first["loss"]).astype(str)
     # The base loss and its add-on variants, any dataset; one family per ablation setting.
     first["family"] = first["base"] + (first["setting"].astype(str) if "setting" in first else "")
@@ -107,11 +107,7 @@ def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
     first = first.sort_values(
         ["sweep_id", "base", "is_variant", "addon", "entry"], kind="mergesort", na_position="first"
     )
-    names = set(zip(first["sweep_id"], first["entry"]))
-    first["base_entry"] = [
-        b if v and (s, b) in names else None
-        for s, b, v in zip(first["sweep_id"], first["base"], first["is_variant"])
-    ]
+    first["base_entry"] = _base_entries(first)
     first["order"] = np.arange(len(first))
     keep = [
         "base",
@@ -122,6 +118,39 @@ def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
         *(["name"] if "name" in first.columns else []),
     ]
     return first.set_index(["sweep_id", "entry"])[keep]
+
+
+def _base_entries(first: pd.DataFrame) -> list[Any]:
+    """Per entry: the entry of its base loss it is compared with, None for a base loss.
+
+    A variant (cloa+infonce) pairs with the base loss (infonce) of the same sweep, settings and
+    dataset (`base`: the base loss plus `entry_suffix`) whose loss parameters it shares: with a
+    temperature grid, cloa+infonce at temperature 0.1 pairs with infonce at 0.1. Of several such
+    base entries, the one sharing the most parameters.
+    """
+    params = [_params(p) for p in first.get("p_loss_params", pd.Series(None, index=first.index))]
+    bases: dict[tuple[Any, str], list[tuple[str, dict[str, Any]]]] = {}
+    for sweep, base, entry, variant, own in zip(
+        first["sweep_id"], first["base"], first["entry"], first["is_variant"], params
+    ):
+        if not variant:
+            bases.setdefault((sweep, base), []).append((entry, own))
+    out: list[Any] = []
+    for sweep, base, variant, own in zip(
+        first["sweep_id"], first["base"], first["is_variant"], params
+    ):
+        shared = [(len(p), e) for e, p in bases.get((sweep, base), []) if p.items() <= own.items()]
+        out.append(max(shared)[1] if variant and shared else None)
+    return out
+
+
+def _params(value: Any) -> dict[str, Any]:
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def best_over_lr(cells: pd.DataFrame, selection: dict[str, str]) -> pd.DataFrame:

@@ -76,13 +76,24 @@ def test_chance_from_class_count_or_dataset_name() -> None:
         {"trial_id": "b", "p_dataset": "synthetic_subspaces", "p_dataset_params": '{"k": 4}'},
         {"trial_id": "c", "p_dataset": "synthetic_subspaces", "p_dataset_params": "{}"},
         {"trial_id": "d", "p_dataset": "my_data", "m_num_classes": 20.0},
-        {"trial_id": "e", "p_dataset": "my_data"},
+        {"trial_id": "e", "p_dataset": "other_data"},  # no count stored anywhere: unknown
         {"trial_id": "f", "p_dataset": "tiny_imagenet"},
     ])).set_index("trial_id")
     top1 = chance(cells, "m_linear_top1").loc[list("abcdef")]
     assert top1.tolist() == pytest.approx([0.01, 0.25, 1 / 3, 0.05, 0.0, 0.005])
     assert chance(cells, "m_knn_top5")["a"] == pytest.approx(0.05)
     assert chance(cells, "m_h_rankme").eq(0).all()  # not an accuracy
+
+
+def test_a_cell_without_a_class_count_takes_its_datasets() -> None:
+    """A plugin dataset's trial that diverged before its first evaluation stored no class
+    count: its chance level is its dataset's (from the other cells), not 0."""
+    cells = select_cells(cell_rows([
+        {"trial_id": "a", "p_dataset": "my_data", "m_num_classes": 20.0},
+        {"trial_id": "b", "p_dataset": "my_data", "status": "diverged", "m_linear_top1": math.nan,
+         "m_num_classes": math.nan},
+    ])).set_index("trial_id")
+    assert chance(cells, "m_linear_top1").loc[["a", "b"]].tolist() == pytest.approx([0.05, 0.05])
 
 
 def test_selection_column_per_sweep() -> None:
@@ -228,3 +239,21 @@ def test_an_ablation_grid_keeps_each_setting_apart_and_pairs_within_it() -> None
     assert long.loc["infonce [optimizer=adamw]", "top1_mean"] == pytest.approx(0.4)
     assert long.loc["cloa+infonce [optimizer=sgd]", "diff"] == pytest.approx(0.05)
     assert long.loc["cloa+infonce [optimizer=adamw]", "diff"] == pytest.approx(0.05)
+
+
+def test_a_loss_parameter_grid_pairs_each_variant_with_the_base_at_its_own_parameters() -> None:
+    """cloa_collapse_temperature.yaml: infonce and cloa+infonce at three temperatures. Each
+    cloa+infonce entry is compared with infonce at the same temperature (the entry names differ
+    from the base loss's name, so pairing by name found none)."""
+    specs = []
+    for temp, acc in ((0.1, 0.9), (1.0, 0.5)):
+        for loss, base, addon, bonus in (("infonce", "infonce", None, 0.0),
+                                         ("cloa+infonce", "infonce", "cloa", 0.05 + temp / 10)):
+            for seed in (0, 1, 2):
+                specs.append({"loss": loss, "base_loss": base, "addon": addon, "seed": seed,
+                              "p_loss_params": f'{{"temperature": {temp}}}',
+                              "m_linear_top1": acc + bonus, "trial_id": f"{temp}-{loss}-{seed}"})
+    long = long_of(cell_rows(specs)).set_index("loss")
+    assert long.loc["cloa+infonce (temperature=0.1)", "diff"] == pytest.approx(0.06)
+    assert long.loc["cloa+infonce (temperature=1.0)", "diff"] == pytest.approx(0.15)
+    assert math.isnan(long.loc["infonce (temperature=0.1)", "diff"])

@@ -90,12 +90,6 @@ def standardizer(train_x: Tensor) -> Callable[[Tensor], Tensor]:
     return lambda x: (x.float() - mean32) * scale32
 
 
-def standardize(train_x: Tensor, *others: Tensor) -> tuple[Tensor, ...]:
-    """Return ``train_x`` and ``others`` standardised with train_x's statistics (`standardizer`)."""
-    transform = standardizer(train_x)
-    return tuple(transform(x) for x in (train_x, *others))
-
-
 def build_head(
     in_dim: int, hidden: Sequence[int], num_classes: int, generator: torch.Generator
 ) -> nn.Sequential:

@@ -26,7 +26,7 @@ import pyarrow as pa
 
 import bench
 from bench.config import TrialConfig
-from bench.record import REQUIRED_KEYS, STATUSES
+from bench.record import CURVE_KEYS, REQUIRED_KEYS, STATUSES
 from bench.store.errors import StoreError
 from bench.store.schema import JSON_PARAMS, METRIC_COLUMNS, PROVENANCE_FIELDS, SCHEMA
 
@@ -63,6 +63,11 @@ def make_rows(
         records, sweep_id=sweep_id, cfg=cfg, attempt=attempt, provenance=provenance,
         study=study, trial_id=trial_id,
     )  # fmt: skip
+    return schema_table(n, columns)
+
+
+def schema_table(n: int, columns: Mapping[str, pa.Array]) -> pa.Table:
+    """`columns` (n rows each) as a table with exactly `SCHEMA`'s columns, nulls elsewhere."""
     arrays = [columns[f.name] if f.name in columns else _nulls(n, f.type) for f in SCHEMA]
     return pa.Table.from_arrays(arrays, schema=SCHEMA)
 
@@ -126,7 +131,7 @@ def row_columns(
 
 _TYPES = {f.name: f.type for f in SCHEMA}
 _SCHEMA_NAMES = tuple(SCHEMA.names)
-_RECORD_COLUMNS = ("epoch", "step", "time_s", "label_fraction", *METRIC_COLUMNS)
+_RECORD_COLUMNS = (*CURVE_KEYS, *METRIC_COLUMNS)
 # (id(cfg), sweep, trial, attempt, study, provenance items, n) -> (cfg, trial id, columns). The
 # cfg is kept so that its id cannot be reused by another object while the entry lives.
 _Cached = tuple[TrialConfig, str, dict[str, pa.Array]]

@@ -44,7 +44,7 @@ from bench.store.layout import (
     write_parquet,
 )
 from bench.store.reader import read_tables
-from bench.store.rows import row_columns
+from bench.store.rows import row_columns, schema_table
 from bench.store.schema import SCHEMA, conform
 
 STALE_TMP_S = 600.0  # a ".tmp-" file this old belongs to a write that died
@@ -117,12 +117,7 @@ class FragmentWriter:
             and columns["label_fraction"].null_count == 0
         )
         if not simple or None in epochs:  # several epochs, or rows write() must refuse
-            return self.write(
-                pa.Table.from_arrays(
-                    [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in SCHEMA],
-                    schema=SCHEMA,
-                )
-            )
+            return self.write(schema_table(n, columns))
         trial = check_id("trial id", columns["trial_id"][0].as_py())
         table = pa.Table.from_arrays(list(columns.values()), schema=_sub_schema(tuple(columns)))
         return [self._publish_fragment(trial, int(next(iter(epochs))), attempt, table)]

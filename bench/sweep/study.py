@@ -26,7 +26,6 @@ from bench.space.params import Param
 from bench.space.search import TunePlan, best_yaml
 
 Storage = optuna.storages.BaseStorage
-Study = optuna.Study
 
 
 class StudyError(ValueError):

@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     if args.print_id:
         print(space.sweep_id)
         return 0
+    storage = ""
+    if not args.dry_run:  # the cheap checks first: a bad --num-cpus or URI loads no data
+        common.check_ray_arguments(args)
+        storage = common.results_root(args.storage, space.storage)
     from bench.preflight import check_trials
     from bench.preflight import describe as describe_preflight
 
@@ -61,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
         print(describe(space, trials))
         print(describe_preflight(checked, len(trials)))
         return 0
-    common.check_ray_arguments(args)
-    storage = common.results_root(args.storage, space.storage)  # a bad URI fails before Ray
 
     from bench.sweep.grid import run_sweep
 

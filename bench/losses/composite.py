@@ -55,6 +55,8 @@ def stacked_labels(who: str, z1: Tensor, labels: Tensor | None, k: int, d: int) 
         )
     if labels is None:
         labels = torch.full((z1.shape[0],), -1, dtype=torch.long, device=z1.device)
+    elif labels.is_cuda:  # checked on the device: no host sync in every training step
+        torch._assert_async(labels.max() < k, f"labels must be in -1..{k - 1} (num_classes={k})")
     elif int(labels.max()) >= k:
         raise ValueError(
             f"labels must be in -1..{k - 1} (num_classes={k}), got a label {int(labels.max())}."

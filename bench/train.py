@@ -234,7 +234,9 @@ class Trial:
         start = time.perf_counter()
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
-        for idx in self.batches:
+        # A control that trains nothing (the `untrained` loss) takes no step: its evaluations
+        # read the encoder as initialised.
+        for idx in self.batches if getattr(self.loss_fn, "trains_encoder", True) else ():
             lr = lr_at(cfg, self.step, steps)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr

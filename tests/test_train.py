@@ -155,6 +155,17 @@ def test_a_resumed_trial_still_reports_the_last_finite_epoch_when_it_diverges(ev
     assert last["m_knn_top1"] == pytest.approx(clean["m_knn_top1"])
 
 
+def test_the_untrained_control_evaluates_the_encoder_as_initialised():
+    trial = prepare_trial(synth(loss="untrained", epochs=2, lr=1e6))  # any lr: no step is taken
+    before = {k: v.clone() for k, v in trial.encoder.state_dict().items()}
+    records = trial.run().records
+    after = trial.encoder.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert [r["status"] for r in records][-1] == "done"
+    by_epoch = {(r["epoch"], r["label_fraction"]): r["m_knn_top1"] for r in records}
+    assert by_epoch[(1, 0.1)] == by_epoch[(2, 0.1)] and 0.0 < by_epoch[(2, 1.0)] <= 1.0
+
+
 def test_divergence_in_the_first_epoch_has_no_metrics():
     trial = prepare_trial(synth(epochs=2))
     trial.loss_fn = _NanAfter(trial.loss_fn, 0)

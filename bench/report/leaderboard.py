@@ -8,15 +8,18 @@ out. Definitions, which the report and README repeat (`definitions`):
 - score (the rank key): per seed, the mean cell score over the grid - over lrs weighted by the
   decades of lr each grid point covers (equal weights on an evenly log-spaced grid), over batch
   sizes, then over label fractions; the column is the mean over seeds, ± its standard error
-  sd/sqrt(n), with a 95% t-interval (df = n - 1) from 3 seeds. A loss that never learns scores 0
-  whatever its stability; one that learns on part of the grid scores that part.
+  sd/sqrt(n), with a 95% t-interval (df = n - 1) from 3 seeds. A diverged cell scores 0; an
+  encoder that learned nothing does not: a probe on random features is far above chance, which
+  is why a sweep should include the `untrained` control, the level a loss must beat.
 - vs leader: "tied" when the loss's interval overlaps the leader's; "below" when it does not;
-  "too few seeds" when either has fewer than 3.
+  "too few seeds" when either has fewer than 3. Overlapping intervals are a coarse screen, not a
+  test: two losses whose intervals overlap may still differ.
 - best: per label fraction, the (lr, batch size) with the best seed-mean *validation* metric;
   the test metric there (raw, not above chance), averaged over label fractions, ± se.
 - lr_band: per (batch size, label fraction) panel, the longest run of consecutive grid lrs at
-  which the loss's seed-mean score is >= 90% of the best seed-mean score any loss of the ranking
-  reaches in that panel (one yardstick for all losses), in decades of lr; averaged over panels.
+  which the loss's seed-mean score is >= 90% of a yardstick, the seed-mean score of the (loss,
+  lr) with the best seed-mean validation score in that panel (one yardstick for all losses,
+  chosen on validation), in decades of lr; averaged over panels.
 - divergence_rate, collapse_rate: shares of finished cells that diverged, and that finished
   without diverging but collapsed (`cells.collapse_flags`: normalised variance, dead units, or
   RankMe on older stores).
@@ -283,12 +286,15 @@ def definitions(options: Options, metric: str, collapse_rule: str) -> list[tuple
             "log-spaced grid), over batch sizes, then over label fractions; the column is "
             "the mean over seeds ± its standard error (sd / sqrt(n)), with the 95% "
             f"t-interval (df = n - 1) from {MIN_SEEDS} seeds. A loss must be good across "
-            "the grid to rank: one that never learns scores 0 however stable it is.",
+            "the grid to rank. Chance is not what an encoder that learned nothing scores: a "
+            "probe on random features is usually far above chance. The `untrained` control "
+            "(the encoder as initialised, where a sweep has it) is the level to beat.",
         ),
         (
             "vs leader",
             "tied: the loss's 95% interval overlaps the leader's; below: it does not; "
-            f"too few seeds: the loss or the leader has fewer than {MIN_SEEDS}.",
+            f"too few seeds: the loss or the leader has fewer than {MIN_SEEDS}. Overlap is a "
+            "coarse screen, not a test: losses whose intervals overlap may still differ.",
         ),
         (
             "best",
@@ -299,10 +305,11 @@ def definitions(options: Options, metric: str, collapse_rule: str) -> list[tuple
         (
             "lr_band",
             f"per (batch size, label fraction) panel, the longest run of consecutive grid "
-            f"lrs where the loss's seed-mean score is >= {pct} of the best seed-mean "
-            "score any loss of this ranking reaches in the panel (one yardstick for "
-            "all), in decades of lr (each lr covers the half-way points, in log10, to "
-            "its neighbours); averaged over panels.",
+            f"lrs where the loss's seed-mean score is >= {pct} of a yardstick: the "
+            "seed-mean score of the (loss, lr) of this ranking with the best seed-mean "
+            "validation score in the panel (one yardstick for all), in decades of lr (each "
+            "lr covers the half-way points, in log10, to its neighbours); averaged over "
+            "panels.",
         ),
         ("divergence_rate", "share of finished cells whose training diverged (non-finite loss)."),
         (

@@ -110,8 +110,9 @@ def leaderboard_rules(report: Report) -> list[str]:
     )
     return [
         f"Ranked by score ({scope}; entries of different datasets are never ranked "
-        "together). Losses whose 95% interval overlaps the leader's are marked tied: the "
-        "data do not separate them from the leader."
+        "together). Losses whose 95% interval overlaps the leader's are marked tied (a coarse "
+        "screen, not a test). The `untrained` control, where present, is the encoder as "
+        "initialised: a loss at or below it learned nothing the probe needs."
     ]
 
 

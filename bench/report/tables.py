@@ -108,6 +108,8 @@ def entry_info(cells: pd.DataFrame) -> pd.DataFrame:
         ["sweep_id", "base", "is_variant", "addon", "entry"], kind="mergesort", na_position="first"
     )
     first["base_entry"] = _base_entries(first)
+    # What a table and comparisons.csv name as a variant's base: the entry it is paired with.
+    first["base"] = first["base_entry"].where(first["base_entry"].notna(), first["base"])
     first["order"] = np.arange(len(first))
     keep = [
         "base",
@@ -252,6 +254,7 @@ def _add_diffs(out: pd.DataFrame, at: pd.DataFrame) -> pd.DataFrame:
 def comparisons(long: pd.DataFrame, metric: str) -> pd.DataFrame:
     """comparisons.csv: one row per (dataset, batch size, label fraction, variant) that has a
     base loss in the sweep; `significant` is after Holm's correction within the table."""
+    # `base` of a variant is the entry it is paired with (entry_info); one without any is left out.
     names = set(zip(long["sweep_id"], long["loss"]))
     keep = np.array(
         [

@@ -253,7 +253,12 @@ def test_a_loss_parameter_grid_pairs_each_variant_with_the_base_at_its_own_param
                 specs.append({"loss": loss, "base_loss": base, "addon": addon, "seed": seed,
                               "p_loss_params": f'{{"temperature": {temp}}}',
                               "m_linear_top1": acc + bonus, "trial_id": f"{temp}-{loss}-{seed}"})
-    long = long_of(cell_rows(specs)).set_index("loss")
+    rows = long_of(cell_rows(specs))
+    pairs = comparisons(rows, "m_linear_top1")  # comparisons.csv lists both, named by their base
+    assert sorted(zip(pairs["variant"], pairs["base"])) == [
+        ("cloa+infonce (temperature=0.1)", "infonce (temperature=0.1)"),
+        ("cloa+infonce (temperature=1.0)", "infonce (temperature=1.0)")]
+    long = rows.set_index("loss")
     assert long.loc["cloa+infonce (temperature=0.1)", "diff"] == pytest.approx(0.06)
     assert long.loc["cloa+infonce (temperature=1.0)", "diff"] == pytest.approx(0.15)
     assert math.isnan(long.loc["infonce (temperature=0.1)", "diff"])

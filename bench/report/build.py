@@ -131,7 +131,8 @@ def build_report(
         if other_id == sweep:
             raise ReportError(f"--against holds the same sweep {sweep!r}; compare two sweeps.")
         frames.append(other)
-    cells = pd.concat([select_cells(f) for f in frames], ignore_index=True)
+    # One selection over both stores: a dataset both hold with other parameters is told apart.
+    cells = select_cells(pd.concat(frames, ignore_index=True))
     cells, metric, top5, selection = scored_cells(cells, metric, options)
     long = best_over_lr(cells, selection)
     primary = long[long["sweep_id"] == sweep]

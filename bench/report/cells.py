@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -97,20 +98,52 @@ def select_cells(df: pd.DataFrame) -> pd.DataFrame:
     cells["lr"] = cells["p_lr"].astype(float)
     cells["batch_size"] = cells["p_batch_size"].astype(np.int64)
     cells["label_fraction"] = cells["label_fraction"].astype(float)
-    cells["entry"] = entry_names(cells)
-    # A variant pairs with the base loss of its own settings and dataset (tables.entry_info).
-    in_dataset = dataset_suffix(cells)
-    cells["setting"] = setting_suffix(cells)
-    cells["entry_suffix"] = cells["setting"] + in_dataset
     cells["dataset"] = (
         cells["p_dataset"].fillna(UNKNOWN_DATASET).astype(str)
         if "p_dataset" in cells.columns
         else UNKNOWN_DATASET
     )
+    cells = distinguish_datasets(cells)
+    cells["entry"] = entry_names(cells)
+    # A variant pairs with the base loss of its own settings and dataset (tables.entry_info).
+    in_dataset = dataset_suffix(cells)
+    cells["setting"] = setting_suffix(cells)
+    cells["entry_suffix"] = cells["setting"] + in_dataset
     # The display name within a dataset's tables and figures: the entry without its dataset.
     cells["name"] = [e[: len(e) - len(x)] if x else e for e, x in zip(cells["entry"], in_dataset)]
     order_cols = ["sweep_id", "entry", "batch_size", "lr", "label_fraction", "seed", "trial_id"]
     return cells.sort_values(order_cols, kind="mergesort").reset_index(drop=True)
+
+
+def distinguish_datasets(cells: pd.DataFrame) -> pd.DataFrame:
+    """Name a dataset by its parameters too where the cells hold one dataset name with several
+    parameter sets (a sweep `--against` another with other `dataset_params`, or a grid over
+    them): "synthetic_subspaces (n_train=1024)" and "synthetic_subspaces (n_train=3000)" are two
+    datasets, ranked, tabled and given chance levels apart. Only the differing keys are named."""
+    if "p_dataset_params" not in cells.columns:
+        return cells
+    params = cells["p_dataset_params"].fillna("{}").astype(str)
+    out = cells.copy()
+    for name, group in params.groupby(cells["dataset"], sort=True):
+        sets = {p: json_dict(p) for p in group.unique()}
+        if len(sets) < 2:
+            continue
+        keys = sorted({k for d in sets.values() for k in d})
+        differ = [k for k in keys if len({repr(d.get(k)) for d in sets.values()}) > 1]
+        for p, d in sets.items():
+            label = ", ".join(f"{k}={d.get(k, '-')}" for k in differ)
+            out.loc[(cells["dataset"] == name) & (params == p), "dataset"] = f"{name} ({label})"
+    return out
+
+
+def json_dict(value: object) -> dict[str, Any]:
+    """A `p_*` JSON column's value (loss or dataset parameters) as a dict; {} if it is none."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return {}
+    return value if isinstance(value, dict) else {}
 
 
 def _int_column(df: pd.DataFrame, col: str) -> np.ndarray:
@@ -126,9 +159,7 @@ def dataset_suffix(cells: pd.DataFrame) -> pd.Series:
     take the best over cells of different datasets, so each (loss, dataset) is its own entry.
     """
     empty = pd.Series("", index=cells.index, dtype=object)
-    if "p_dataset" not in cells.columns:
-        return empty
-    datasets = cells["p_dataset"].fillna("").astype(str)
+    datasets = cells["dataset"].astype(str)
     many = datasets.groupby(cells["sweep_id"].astype(str)).transform("nunique").to_numpy() > 1
     return empty.where(~many, " · " + datasets)
 
@@ -159,8 +190,7 @@ def setting_suffix(cells: pd.DataFrame) -> pd.Series:
     """
     out = pd.Series("", index=cells.index, dtype=object)
     # Within one dataset of one sweep: per-dataset settings (the demo's widths) are not ablations.
-    dataset = cells["p_dataset"].astype(str) if "p_dataset" in cells.columns else ""
-    groups = cells["sweep_id"].astype(str) + "\x1f" + dataset
+    groups = cells["sweep_id"].astype(str) + "\x1f" + cells["dataset"].astype(str)
     for col in sorted(c for c in cells.columns if c.startswith("p_") and c not in _AXES):
         values = cells[col].astype(str)
         many = values.groupby(groups).transform("nunique").to_numpy() > 1
@@ -258,12 +288,14 @@ def class_counts(cells: pd.DataFrame) -> tuple[pd.Series, pd.Series]:
         # dataset's, from the cells of the same sweep and dataset (parameters included).
         n = n.fillna(n.groupby(_dataset_key(cells)).transform("max"))
         source = source.mask(n.notna(), "m_num_classes")
-    named = cells["dataset"].map(CLASSES).astype(float)
+    # The registry name (the `dataset` column may carry parameters: distinguish_datasets).
+    names = cells["p_dataset"] if "p_dataset" in cells.columns else cells["dataset"]
+    named = names.map(CLASSES).astype(float)
     if "p_dataset_params" in cells.columns:
-        subspaces = cells["dataset"] == SUBSPACES
+        subspaces = names == SUBSPACES
         named = named.mask(subspaces, [_subspace_k(p) for p in cells["p_dataset_params"]])
     else:
-        named = named.mask(cells["dataset"] == SUBSPACES, 3.0)
+        named = named.mask(names == SUBSPACES, 3.0)
     fill = n.isna() & named.notna()
     n = n.mask(fill, named)
     source = source.mask(fill, "dataset name")
@@ -279,12 +311,7 @@ def _dataset_key(cells: pd.DataFrame) -> pd.Series:
 
 
 def _subspace_k(params: object) -> float:
-    if isinstance(params, str):
-        try:
-            params = json.loads(params)
-        except ValueError:
-            params = None
-    k = params.get("k", 3) if isinstance(params, dict) else 3
+    k = json_dict(params).get("k", 3)
     try:
         return float(k)
     except (TypeError, ValueError):

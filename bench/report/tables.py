@@ -15,12 +15,12 @@ the paper, and following the scientific protocol (README.md, "Reports"):
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from bench.report.cells import json_dict
 from bench.report.stats import MIN_SEEDS, holm, paired_t, significant
 
 PANEL = ["sweep_id", "entry", "batch_size", "label_fraction"]
@@ -130,7 +130,7 @@ def _base_entries(first: pd.DataFrame) -> list[Any]:
     temperature grid, cloa+infonce at temperature 0.1 pairs with infonce at 0.1. Of several such
     base entries, the one sharing the most parameters.
     """
-    params = [_params(p) for p in first.get("p_loss_params", pd.Series(None, index=first.index))]
+    params = [json_dict(p) for p in first.get("p_loss_params", pd.Series(None, index=first.index))]
     bases: dict[tuple[Any, str], list[tuple[str, dict[str, Any]]]] = {}
     for sweep, base, entry, variant, own in zip(
         first["sweep_id"], first["base"], first["entry"], first["is_variant"], params
@@ -144,15 +144,6 @@ def _base_entries(first: pd.DataFrame) -> list[Any]:
         shared = [(len(p), e) for e, p in bases.get((sweep, base), []) if p.items() <= own.items()]
         out.append(max(shared)[1] if variant and shared else None)
     return out
-
-
-def _params(value: Any) -> dict[str, Any]:
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except ValueError:
-            return {}
-    return value if isinstance(value, dict) else {}
 
 
 def best_over_lr(cells: pd.DataFrame, selection: dict[str, str]) -> pd.DataFrame:

@@ -262,3 +262,21 @@ def test_a_loss_parameter_grid_pairs_each_variant_with_the_base_at_its_own_param
     assert long.loc["cloa+infonce (temperature=0.1)", "diff"] == pytest.approx(0.06)
     assert long.loc["cloa+infonce (temperature=1.0)", "diff"] == pytest.approx(0.15)
     assert math.isnan(long.loc["infonce (temperature=0.1)", "diff"])
+
+
+def test_one_dataset_name_with_other_parameters_is_another_dataset() -> None:
+    """`--against` a sweep on the same dataset with other dataset_params (or a grid over them):
+    never one ranking, one chance level or one table for both."""
+    rows = cell_rows([
+        {"trial_id": "a", "sweep_id": "mine", "p_dataset": "synthetic_subspaces",
+         "p_dataset_params": '{"k": 3, "n_train": 1024}'},
+        {"trial_id": "b", "sweep_id": "theirs", "p_dataset": "synthetic_subspaces",
+         "p_dataset_params": '{"k": 4, "n_train": 1024}'},
+        {"trial_id": "c", "sweep_id": "mine", "p_dataset": "digits", "p_dataset_params": "{}"},
+    ])
+    cells = select_cells(rows).set_index("trial_id")
+    assert cells.loc["a", "dataset"] == "synthetic_subspaces (k=3)"
+    assert cells.loc["b", "dataset"] == "synthetic_subspaces (k=4)"
+    assert cells.loc["c", "dataset"] == "digits"
+    assert chance(cells, "m_linear_top1").loc[["a", "b"]].tolist() == pytest.approx([1 / 3, 0.25])
+    assert cells.loc["a", "entry"] == "infonce · synthetic_subspaces (k=3)"  # one sweep, 2 datasets

@@ -347,3 +347,25 @@ def test_objects_pickled_under_the_old_module_names_still_load(tmp_path):
                                                                      b"bench.sweep"))
     restored.setup()
     assert restored.objectives == () and restored.study is None
+
+
+@pytest.mark.parametrize(
+    "tune_status, last, word",
+    [("TERMINATED", {"trial_status": "running", "epoch": 2}, "stopped early"),  # ASHA stopped it
+     ("TERMINATED", {"trial_status": "diverged"}, "diverged"),
+     ("TERMINATED", {"trial_status": "error", "config_error": "x"}, "error"),
+     ("ERROR", {"trial_status": "running"}, "error"),
+     ("RUNNING", None, "running"),
+     ("PENDING", None, "pending")],
+)  # fmt: skip
+def test_the_progress_line_and_the_final_counts_name_a_trial_alike(tune_status, last, word):
+    from types import SimpleNamespace
+
+    from bench.sweep.callbacks import trial_state
+    from bench.sweep.session import end_state
+
+    assert trial_state(tune_status, last) == word
+    if tune_status in ("TERMINATED", "ERROR"):
+        result = SimpleNamespace(error=RuntimeError() if tune_status == "ERROR" else None,
+                                 metrics=last)
+        assert end_state(result, stopped="stopped early") == word

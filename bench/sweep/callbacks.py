@@ -22,10 +22,11 @@ from ray import tune
 
 from bench.record import FINISHED
 from bench.space.objective import Objective
-from bench.sweep.session import format_clock
+from bench.sweep.session import format_clock, state_of
 from bench.sweep.worker import TrialPlan, TrialStates, trial_plan
 
-_SHOWN = ("done", "diverged", "timeout", "error", "running", "pending")  # the progress line's
+_SHOWN = ("done", "diverged", "timeout", "error", "stopped early", "running", "pending")
+_ENDED = (*FINISHED, "error", "stopped early")  # the progress line's
 
 
 class _Stateless:
@@ -117,14 +118,11 @@ class StoreCallback(_Stateless, tune.Callback):
 
 
 def trial_state(tune_status: str, last_result: Mapping[str, Any] | None) -> str:
-    """One word per trial: pending | running | done | diverged | timeout | error | unfinished."""
-    status = (last_result or {}).get("trial_status")
-    if tune_status == "ERROR" or status == "error":
-        return "error"
-    if tune_status == "TERMINATED":
-        return status if status in FINISHED else "done"
-    if tune_status == "RUNNING":
-        return "running"
+    """One word per trial (`session.state_of`, as the final counts say it); a trial Tune has
+    not started, or restored but not yet rerun, is pending or unfinished."""
+    if tune_status in ("RUNNING", "TERMINATED", "ERROR"):
+        ended = tune_status != "RUNNING"
+        return state_of(tune_status == "ERROR", ended, last_result, stopped="stopped early")
     return "pending" if not last_result else "unfinished"
 
 
@@ -208,7 +206,7 @@ class ProgressCallback(_Stateless, tune.Callback):
             counts[state if state in _SHOWN else "pending"] += 1
             planned, done = _epochs(t)
             total += planned
-            ended = state in (*FINISHED, "error")
+            ended = state in _ENDED
             done_epochs += planned if ended else done
         unseen = self.planned_epochs[len(trials) :]
         counts["pending"] += len(unseen)
@@ -218,11 +216,13 @@ class ProgressCallback(_Stateless, tune.Callback):
         elapsed = now - self._t0
         rate = (done_epochs - self._base) / elapsed if elapsed > 0 else 0.0
         eta = format_clock((total - done_epochs) / rate) if rate > 0 else "--:--"
-        finished = sum(counts[s] for s in (*FINISHED, "error"))
+        finished = sum(counts[s] for s in _ENDED)
+        stopped = f", {counts['stopped early']} stopped early" if counts["stopped early"] else ""
         return (
             f"[{format_clock(elapsed)}] {finished}/{max(len(trials), len(self.planned_epochs))} "
             "trials finished: "
             f"{counts['done']} done, {counts['diverged']} diverged, {counts['timeout']} timeout, "
-            f"{counts['error']} error | {counts['running']} running, {counts['pending']} pending"
+            f"{counts['error']} error{stopped} | {counts['running']} running, "
+            f"{counts['pending']} pending"
             f" | ETA {eta}"
         )

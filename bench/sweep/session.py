@@ -214,15 +214,24 @@ def sweep_meta(space: Space, **extra: Any) -> dict[str, Any]:
 
 
 def end_state(result: Any, stopped: str = "unfinished") -> str:
-    """One word for a finished Tune trial (an item of a ResultGrid): done | diverged | timeout
-    | error, `stopped` for one a scheduler stopped (or a driver left running), pending for one
-    that never reported."""
-    metrics = result.metrics or {}
-    if result.error is not None or metrics.get("trial_status") == "error":
-        return "error"
+    """One word for a finished Tune trial (an item of a ResultGrid); see `state_of`."""
+    return state_of(result.error is not None, True, result.metrics, stopped)
+
+
+def state_of(
+    errored: bool, ended: bool, metrics: Mapping[str, Any] | None, stopped: str = "unfinished"
+) -> str:
+    """One word per trial, for the progress line and the final counts alike: error | done |
+    diverged | timeout | running, `stopped` for one that ended without finishing (a scheduler
+    stopped it, or a driver left it running), pending for one that never reported."""
+    metrics = metrics or {}
     status = metrics.get("trial_status")
+    if errored or status == "error":
+        return "error"
     if status in FINISHED:
         return str(status)
+    if not ended:
+        return "running"
     if metrics.get("done"):
         return "done"
     return stopped if metrics else "pending"

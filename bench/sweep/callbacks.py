@@ -23,7 +23,7 @@ from ray import tune
 from bench.record import FINISHED
 from bench.space.objective import Objective
 from bench.sweep.session import format_clock, state_of
-from bench.sweep.worker import TrialPlan, TrialStates, trial_plan
+from bench.sweep.worker import TrialPlan, TrialStates, trial_key, trial_plan
 
 _SHOWN = ("done", "diverged", "timeout", "error", "stopped early", "running", "pending")
 _ENDED = (*FINISHED, "error", "stopped early")  # the progress line's
@@ -127,13 +127,8 @@ def trial_state(tune_status: str, last_result: Mapping[str, Any] | None) -> str:
 
 
 def _key(trial: Any) -> str:
-    """The trial's name in messages: its key (see `TrialPlan`), without parsing its config."""
-    config = trial.config or {}
-    if config.get("key"):
-        return str(config["key"])
-    from bench.config import TrialConfig
-
-    return TrialConfig.from_flat(config["trial"], source="sweep trial").trial_id()
+    """The trial's name in messages: its key (see `TrialPlan`)."""
+    return trial_key(trial.config or {})
 
 
 def _epochs(trial: Any) -> tuple[int, float]:

@@ -126,10 +126,18 @@ class TrialPlan:
     run_ids: tuple[str, ...]
 
 
+def trial_key(config: Mapping[str, Any], cfg: TrialConfig | None = None) -> str:
+    """A Tune trial's key (its saved state's name): the search's `<study>-tNNNN`, else the
+    config's content hash."""
+    if config.get("key"):
+        return str(config["key"])
+    return (cfg or TrialConfig.from_flat(config["trial"], source="sweep trial")).trial_id()
+
+
 def trial_plan(config: Mapping[str, Any], objectives: Sequence[Objective] = ()) -> TrialPlan:
     """The plan of the Tune trial whose config is `config` ({"trial": flat config, "key"?})."""
     cfg = TrialConfig.from_flat(config["trial"], source="sweep trial")
-    key = str(config.get("key") or cfg.trial_id())
+    key = trial_key(config, cfg)
     runs = tuple(plan_runs(cfg, objectives))
     return TrialPlan(cfg, key, runs, tuple(key + run_suffix(cfg, r, objectives) for r in runs))
 

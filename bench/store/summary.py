@@ -68,4 +68,8 @@ def format_summary(summary: pd.DataFrame) -> str:
         widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
         lines = [f"sweep {sweep_id}", _align(headers, widths)]
         blocks.append("\n".join(lines + [_align(r, widths) for r in rows]))
-    return "\n\n".join(blocks)
+    note = (
+        "best: the largest final test value of any trial, to watch a sweep; chosen on test and "
+        "pooled over datasets, so no result: `bench report` selects on validation."
+    )
+    return "\n\n".join(blocks) + "\n" + note

@@ -20,7 +20,7 @@ the driver writes the results there.
 
 An exception in a trial (CUDA OOM, a lost node, a bug) fails the attempt; after `retries`
 attempts the trial is "error" and the sweep exits 1, listing each such trial and its error's
-last line. A config error found while building a trial (a `ValueError`) is "error" at once,
+last line. A config error found while building a trial (a `ConfigError`) is "error" at once,
 without retries (bench.sweep.worker).
 """
 

@@ -8,9 +8,10 @@ the saved state: finished runs are not rerun and the running one resumes at its 
 epoch. `tune.report` returns only once the driver has processed the result (function trainables
 report synchronously), so a saved state implies that its epoch's rows are in the store:
 resuming never skips a row. Divergence and timeouts are results, not failures: the trainable
-returns normally; an exception fails the attempt. A `ValueError` while building a run (bad
+returns normally; an exception fails the attempt. A `ConfigError` while building a run (bad
 config, caught on the driver by `bench.preflight` unless its data lives only on the workers) ends
-the trial as "error" at once, with its sentence in the result's `config_error`: no retries.
+the trial as "error" at once, with its sentence in the result's `config_error`: no retries. Any
+other error (data missing on this node, a failed download, no CUDA) fails the attempt: retried.
 
 Test hook: `BENCH_FAIL_ONCE=<dir>` (read by the grid driver) makes the trial whose key names a
 file in `<dir>` raise once, right after saving the epoch written in that file; the file is
